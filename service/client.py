@@ -1,0 +1,110 @@
+"""`EnrichmentClient`: kick root jobs, wait for their families, read roots and timelines."""
+
+import asyncio
+import time
+import uuid
+from types import TracebackType
+from typing import Any, Self
+
+from pydantic import ValidationError
+from pymongo import AsyncMongoClient
+from taskiq import AsyncBroker
+from taskiq.kicker import AsyncKicker
+
+from service import queries
+from service.broker import create_broker
+from service.config import Settings
+from service.errors import InvalidRequestError, WaitTimeoutError
+from service.lineage import TASK_LABELS
+from service.models import JobType
+from service.models.jobs import AlbumJob, ArtistJob, JobPayload
+from service.models.views import RootSummary, Timeline
+from service.store import connect_store
+
+POLL_SECONDS = 0.25
+
+
+class EnrichmentClient:
+    """Kick enrichment jobs as roots and read their logs. Use as an async context manager."""
+
+    def __init__(self, settings: Settings | None = None, *, broker: AsyncBroker | None = None):
+        self.settings = settings or Settings()
+        self._broker = broker
+        self._owns_broker = broker is None
+        self._store: AsyncMongoClient | None = None
+
+    async def __aenter__(self) -> Self:
+        self._store = await connect_store(self.settings)
+        if self._broker is None:
+            self._broker = create_broker(self.settings)
+            await self._broker.startup()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._owns_broker and self._broker is not None:
+            await self._broker.shutdown()
+        if self._store is not None:
+            await self._store.close()
+
+    async def kick_album(
+        self, *, mbid: str | None = None, title: str | None = None, artist: str | None = None
+    ) -> str:
+        """Start a root `enrich_album` job; return its job id."""
+        payload = _payload(AlbumJob, mbid=mbid, title=title, artist=artist)
+        return await self._kick(JobType.ENRICH_ALBUM, payload)
+
+    async def kick_artist(self, *, mbid: str | None = None, name: str | None = None) -> str:
+        """Start a root `enrich_artist` job; return its job id."""
+        payload = _payload(ArtistJob, mbid=mbid, name=name)
+        return await self._kick(JobType.ENRICH_ARTIST, payload)
+
+    async def wait_for_root(self, root_id: str, timeout: float = 60.0) -> Timeline:
+        """Wait until the root and every job spawned in its family has a terminal log."""
+        deadline = time.monotonic() + timeout
+        while True:
+            family = await queries.timeline(root_id)
+            pending = queries.pending_jobs(root_id, family.entries, self.settings.job_max_attempts)
+            if not pending:
+                return family
+            if time.monotonic() >= deadline:
+                raise WaitTimeoutError(root_id, timeout, pending)
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def roots(
+        self,
+        *,
+        limit: int = 50,
+        skip: int = 0,
+        status: str | None = None,
+        job_type: str | None = None,
+    ) -> list[RootSummary]:
+        """Root jobs, newest first, with their family roll-ups."""
+        return await queries.roots(limit=limit, skip=skip, status=status, job_type=job_type)
+
+    async def timeline(self, root_id: str) -> Timeline:
+        """A root's entries, then its family's by `startedAt`."""
+        return await queries.timeline(root_id)
+
+    async def _kick(self, job_type: str, payload: JobPayload) -> str:
+        if self._broker is None:
+            raise RuntimeError("EnrichmentClient is used outside `async with`")
+        job_id = uuid.uuid4().hex
+        await (
+            AsyncKicker(job_type, self._broker, dict(TASK_LABELS))
+            .with_task_id(job_id)
+            .kiq(job=payload.model_dump(mode="json", by_alias=True))
+        )
+        return job_id
+
+
+def _payload[P: JobPayload](model: type[P], **fields: Any) -> P:
+    try:
+        return model.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        reasons = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
+        raise InvalidRequestError(reasons) from exc

@@ -1,0 +1,45 @@
+"""Cover Art Archive: the front image of a release group."""
+
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+from service.clients.http import raise_for_status
+from service.errors import NotFoundError, ProviderUnavailableError
+
+PROVIDER = "Cover Art Archive"
+
+
+class CoverImage(BaseModel):
+    """One image entry; `id` is a string or an integer depending on the archive's age."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    image: str
+    front: bool = False
+    types: list[str] = []
+    id: str | int | None = None
+    thumbnails: dict[str, str] = {}
+
+
+class CoverArtClient:
+    """Typed access to the Cover Art Archive."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def front_image_url(self, release_group_mbid: str) -> str | None:
+        """The URL of the release group's front cover, or None when it has none."""
+        try:
+            response = await self._http.get(f"release-group/{release_group_mbid}")
+        except httpx.TransportError as exc:
+            raise ProviderUnavailableError(PROVIDER, f"{type(exc).__name__}: {exc}") from exc
+        try:
+            raise_for_status(PROVIDER, response)
+        except NotFoundError:
+            return None
+        body: Any = response.json()
+        images = [CoverImage.model_validate(item) for item in body.get("images", [])]
+        front = next((img for img in images if img.front or "Front" in img.types), None)
+        return front.image if front else None

@@ -1,0 +1,77 @@
+"""Shared HTTP plumbing: one configured `httpx.AsyncClient` per provider, status mapping."""
+
+from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
+
+import httpx
+
+from service.config import Settings
+from service.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    ProviderError,
+    ProviderUnavailableError,
+)
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def make_http_client(settings: Settings, base_url: str, **headers: str) -> httpx.AsyncClient:
+    """An HTTP client for one provider: its base URL, our User-Agent, sane timeouts."""
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/") + "/",
+        headers={"User-Agent": settings.http_user_agent, "Accept": "application/json", **headers},
+        timeout=httpx.Timeout(settings.http_timeout_seconds, connect=5.0),
+        follow_redirects=True,
+    )
+
+
+class RetryAfterError(ProviderUnavailableError):
+    """A retryable provider error that says how long to wait."""
+
+    def __init__(self, provider: str, message: str, *, status: int, retry_after: float | None):
+        super().__init__(provider, message, status=status)
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max((parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def raise_for_status(provider: str, response: httpx.Response) -> None:
+    """Map an HTTP error status onto the service's error tree; do nothing on success."""
+    status = response.status_code
+    if status < 400:
+        return
+    message = _error_message(response)
+    if status in RETRYABLE_STATUSES:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise RetryAfterError(provider, message, status=status, retry_after=retry_after)
+    if status == 404:
+        raise NotFoundError(provider, message, status=status)
+    if status in (400, 422):
+        raise InvalidRequestError(f"{provider}: {message} (HTTP {status})")
+    raise ProviderError(provider, message, status=status)
+
+
+def _error_message(response: httpx.Response) -> str:
+    # Providers answer errors as {"error": ...} or {"message": ...}; some send HTML or nothing.
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason_phrase or "error"
+    if isinstance(body, dict):
+        for key in ("error", "message"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+    return response.reason_phrase or "error"

@@ -1,0 +1,30 @@
+"""A rate limiter whose window lives in Redis, so every worker process shares one budget."""
+
+import asyncio
+import time
+
+from limits import RateLimitItem
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+MIN_WAIT_SECONDS = 0.01
+
+
+class SharedRateLimiter:
+    """Wait until a request fits in a moving window shared through Redis."""
+
+    def __init__(self, redis_url: str, item: RateLimitItem, key: str) -> None:
+        self._storage = RedisStorage(f"async+{redis_url}", implementation="redispy")
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._item = item
+        self._key = key
+
+    async def acquire(self) -> None:
+        """Block until one more request is allowed, then count it."""
+        while not await self._limiter.hit(self._item, self._key):
+            stats = await self._limiter.get_window_stats(self._item, self._key)
+            await asyncio.sleep(max(stats.reset_time - time.time(), MIN_WAIT_SECONDS))
+
+    async def reset(self) -> None:
+        """Forget every request counted so far (tests and demos start clean)."""
+        await self._limiter.clear(self._item, self._key)

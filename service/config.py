@@ -1,0 +1,86 @@
+"""One typed settings object: every environment variable the service reads."""
+
+from functools import cached_property
+from pathlib import Path
+
+from limits import RateLimitItem, parse
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service import __version__
+
+DEFAULT_USER_AGENT = (
+    f"MusicCatalogueEnrichment/{__version__} ( https://github.com/music-catalogue/enrichment )"
+)
+
+
+class Settings(BaseSettings):
+    """Service settings, read from the environment and an optional `.env` file."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    mongodb_url: str | None = Field(default=None, alias="MONGODB_URL")
+    mongodb_db: str = Field(default="enrichment", alias="MONGODB_DB")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    queue_name: str = Field(default="enrichment", alias="ENRICHMENT_QUEUE")
+    data_dir: Path = Field(default=Path(".data"), alias="ENRICHMENT_DATA_DIR")
+    embedded_store_port: int = Field(default=27018, alias="EMBEDDED_STORE_PORT", ge=1, le=65535)
+
+    musicbrainz_base_url: str = Field(
+        default="https://musicbrainz.org/ws/2", alias="MUSICBRAINZ_BASE_URL"
+    )
+    coverart_base_url: str = Field(default="https://coverartarchive.org", alias="COVERART_BASE_URL")
+    discogs_base_url: str = Field(default="https://api.discogs.com", alias="DISCOGS_BASE_URL")
+    discogs_token: SecretStr | None = Field(default=None, alias="DISCOGS_TOKEN")
+    image_cache_dir: Path | None = Field(default=None, alias="IMAGE_CACHE_DIR")
+    http_user_agent: str = Field(default=DEFAULT_USER_AGENT, alias="HTTP_USER_AGENT")
+    http_timeout_seconds: float = Field(default=15.0, alias="HTTP_TIMEOUT_SECONDS", gt=0)
+
+    # MusicBrainz allows one request per second per client IP, shared by all workers.
+    musicbrainz_rate_limit: str = Field(default="1/second", alias="MUSICBRAINZ_RATE_LIMIT")
+    musicbrainz_min_score: int = Field(default=90, alias="MUSICBRAINZ_MIN_SCORE", ge=0, le=100)
+    provider_retry_attempts: int = Field(default=3, alias="PROVIDER_RETRY_ATTEMPTS", ge=1)
+    provider_backoff_seconds: float = Field(default=1.0, alias="PROVIDER_BACKOFF_SECONDS", ge=0)
+
+    job_max_attempts: int = Field(default=3, alias="JOB_MAX_ATTEMPTS", ge=1)
+    job_retry_delay_seconds: float = Field(default=5.0, alias="JOB_RETRY_DELAY_SECONDS", ge=0)
+    job_timeout_seconds: float = Field(default=120.0, alias="JOB_TIMEOUT_SECONDS", gt=0)
+    # Unacknowledged stream messages are reclaimed by another worker after this idle time.
+    redelivery_idle_ms: int = Field(default=600_000, alias="REDELIVERY_IDLE_MS", ge=1_000)
+    log_write_timeout_seconds: float = Field(default=60.0, alias="LOG_WRITE_TIMEOUT_SECONDS", gt=0)
+
+    @field_validator("musicbrainz_rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        parse(value)  # raises ValueError with the offending text
+        return value
+
+    @field_validator("http_user_agent")
+    @classmethod
+    def _check_user_agent(cls, value: str) -> str:
+        # MusicBrainz and Discogs throttle or block generic agents: insist on App/version.
+        name, _, rest = value.partition("/")
+        if not name or not rest or value.lower().startswith(("python-httpx", "python-requests")):
+            raise ValueError("HTTP_USER_AGENT must look like 'App/1.0 ( contact )'")
+        return value
+
+    @model_validator(mode="after")
+    def _default_image_cache(self) -> "Settings":
+        if self.image_cache_dir is None:
+            object.__setattr__(self, "image_cache_dir", self.data_dir / "images")
+        return self
+
+    @cached_property
+    def musicbrainz_rate(self) -> RateLimitItem:
+        """The parsed MusicBrainz rate limit."""
+        return parse(self.musicbrainz_rate_limit)
+
+    @property
+    def store_path(self) -> Path:
+        """The SQLite file behind the embedded store."""
+        return self.data_dir / "store.sqlite"
+
+    @property
+    def embedded_store_url(self) -> str:
+        """The URI of the embedded store on loopback."""
+        return f"mongodb://127.0.0.1:{self.embedded_store_port}/?directConnection=true"

@@ -1,0 +1,18 @@
+"""Stored documents and task payloads."""
+
+from service.models.catalog import Album, Artist
+from service.models.logs import EnrichmentLog, JobError, JobStatus, JobType, LogEntry, WorkerInfo
+
+DOCUMENT_MODELS = [Album, Artist, EnrichmentLog]
+
+__all__ = [
+    "DOCUMENT_MODELS",
+    "Album",
+    "Artist",
+    "EnrichmentLog",
+    "JobError",
+    "JobStatus",
+    "JobType",
+    "LogEntry",
+    "WorkerInfo",
+]

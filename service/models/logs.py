@@ -1,0 +1,147 @@
+"""`EnrichmentLog`: one document per processor attempt, flat-linked to its root job."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from beanie import Document
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from service.models.base import CamelModel
+
+
+class JobType(StrEnum):
+    """The processors. Stored logs may hold other values (legacy data): read as `str`."""
+
+    ENRICH_ALBUM = "enrich_album"
+    ENRICH_ARTIST = "enrich_artist"
+
+
+class JobStatus(StrEnum):
+    """How an attempt ended."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class JobError(CamelModel):
+    """Why an attempt failed."""
+
+    type: str
+    message: str
+    retryable: bool
+
+
+class WorkerInfo(CamelModel):
+    """Which worker process ran an attempt."""
+
+    host: str
+    pid: int
+
+
+class MusicBrainzDetails(CamelModel):
+    """What a MusicBrainz lookup found, common to album and artist enrichment."""
+
+    mbid: str | None = None
+    match_source: Literal["mbid", "search"] | None = None
+    query: str | None = None
+    search_score: int | None = None
+    candidates: int | None = None
+    requests: int = 0
+    outcome: Literal["matched", "no_match", "not_found"] | None = None
+
+
+class AlbumDetails(MusicBrainzDetails):
+    """`enrich_album` details."""
+
+    title: str | None = None
+    cover_art_url: str | None = None
+    cover_art_status: Literal["found", "none"] | None = None
+    credited_artists: list[str] = []
+
+
+class ArtistDetails(MusicBrainzDetails):
+    """`enrich_artist` details."""
+
+    name: str | None = None
+    discogs_id: int | None = None
+
+
+DETAILS_MODELS: dict[str, type[CamelModel]] = {
+    JobType.ENRICH_ALBUM: AlbumDetails,
+    JobType.ENRICH_ARTIST: ArtistDetails,
+}
+
+# A raw dict first: typed models arrive already built by `_typed_details`.
+JobDetails = dict[str, Any] | AlbumDetails | ArtistDetails
+
+
+class LogEntry(CamelModel):
+    """The fields of one processor attempt, usable without a store connection."""
+
+    # Every field has a default: logs written before lineage existed must still load.
+    job_id: str | None = None
+    parent_job_id: str | None = None
+    is_root_job: bool = False
+    job_type: str | None = None
+    entity_type: Literal["album", "artist"] | str | None = None
+    entity_id: str | None = None
+    entity_name: str | None = None
+    status: str | None = None
+    attempt: int = 1
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: int | None = None
+    error: JobError | None = None
+    fields_enriched: list[str] = []
+    spawned_job_ids: list[str] = []
+    details: JobDetails = Field(default_factory=dict, union_mode="left_to_right")
+    worker: WorkerInfo | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _type_details(cls, data: Any) -> Any:
+        """Parse `details` into the model of its jobType; odd legacy shapes stay a dict."""
+        return _typed_details(data)
+
+    def is_terminal(self, max_attempts: int) -> bool:
+        """Whether no further attempt of this job will follow this one."""
+        if self.status != JobStatus.FAILED:
+            return True
+        retryable = self.error is not None and self.error.retryable
+        return not retryable or self.attempt >= max_attempts
+
+
+class EnrichmentLog(Document, LogEntry):
+    """One processor attempt. `parentJobId` always names the ROOT job, never an intermediate."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    class Settings:
+        name = "enrichment_logs"
+        indexes = [
+            IndexModel([("isRootJob", ASCENDING), ("startedAt", DESCENDING)]),
+            IndexModel([("parentJobId", ASCENDING), ("startedAt", ASCENDING)]),
+            IndexModel([("jobId", ASCENDING), ("attempt", ASCENDING)], unique=True),
+            IndexModel(
+                [("entityType", ASCENDING), ("entityId", ASCENDING), ("startedAt", DESCENDING)]
+            ),
+        ]
+
+
+def _typed_details(data: Any) -> Any:
+    if not isinstance(data, dict):
+        return data
+    details, job_type = data.get("details"), data.get("jobType", data.get("job_type"))
+    model = DETAILS_MODELS.get(job_type) if isinstance(job_type, str) else None
+    if isinstance(details, dict) and model is not None:
+        try:
+            data = {**data, "details": model.model_validate(details)}
+        except ValidationError:
+            pass  # keep the raw dict: a log that does not fit its model still shows
+    elif details is not None and not isinstance(details, dict | CamelModel):
+        data = {**data, "details": {"value": details}}
+    return data

@@ -1,0 +1,1 @@
+"""Processors: plain async functions that enrich one entity and report on a `JobRun`."""

@@ -1,0 +1,57 @@
+"""`enrich_album`: a release group from MusicBrainz, its cover from the Cover Art Archive."""
+
+from service.clients.musicbrainz import ReleaseGroup
+from service.lineage import JobRun
+from service.models import Album, JobStatus, JobType
+from service.models.jobs import AlbumJob, ArtistJob
+from service.models.logs import AlbumDetails
+from service.processors.common import resolve, tag_names, update_entity
+from service.resources import Providers
+
+
+async def enrich_album(job: AlbumJob, run: JobRun[AlbumDetails], providers: Providers) -> None:
+    """Enrich one album and spawn `enrich_artist` for every credited artist."""
+    run.entity_id, run.entity_name = job.mbid, job.label
+    group = await _find_release_group(job, run, providers)
+    if group is None:
+        run.status = JobStatus.SKIPPED
+        return
+    details = run.details
+    details.mbid, details.title, details.outcome = group.id, group.title, "matched"
+    run.entity_id, run.entity_name = group.id, group.title
+
+    details.requests += 1
+    cover = await providers.coverart.front_image_url(group.id)
+    details.cover_art_url, details.cover_art_status = cover, "found" if cover else "none"
+    run.fields_enriched = await update_entity(Album, group.id, _album_fields(group, cover))
+
+    credited = {credit.artist.id: credit.artist.name for credit in group.artist_credit}
+    details.credited_artists = list(credited.values())
+    for mbid, name in credited.items():
+        run.spawn(JobType.ENRICH_ARTIST, ArtistJob(mbid=mbid, name=name))
+
+
+async def _find_release_group(
+    job: AlbumJob, run: JobRun[AlbumDetails], providers: Providers
+) -> ReleaseGroup | None:
+    musicbrainz = providers.musicbrainz
+    return await resolve(
+        run.details,
+        mbid=job.mbid,
+        search=lambda: musicbrainz.search_release_groups(job.title or "", job.artist),
+        lookup=musicbrainz.get_release_group,
+        query=job.label,
+        min_score=providers.settings.musicbrainz_min_score,
+    )
+
+
+def _album_fields(group: ReleaseGroup, cover: str | None) -> dict[str, object]:
+    return {
+        "title": group.title,
+        "firstReleaseDate": group.first_release_date,
+        "primaryType": group.primary_type,
+        "genres": tag_names(group.genres),
+        "tags": tag_names(group.tags),
+        "coverArtUrl": cover,
+        "artistCredit": [{"mbid": c.artist.id, "name": c.artist.name} for c in group.artist_credit],
+    }

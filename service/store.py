@@ -1,0 +1,99 @@
+"""The document store: MongoDB when `MONGODB_URL` is set, else the embedded mongoeco server."""
+
+import asyncio
+import logging
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+from beanie import init_beanie
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+
+from service.config import Settings
+from service.errors import StoreUnavailableError
+from service.models import DOCUMENT_MODELS
+
+logger = logging.getLogger(__name__)
+
+STORE_START_TIMEOUT_SECONDS = 30.0
+
+
+def is_listening(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def ensure_store(settings: Settings) -> str:
+    """Return the store's URI, starting the embedded store in the background if needed."""
+    if settings.mongodb_url:
+        return settings.mongodb_url
+    if not is_listening(settings.embedded_store_port):
+        _spawn_embedded_store(settings)
+    return settings.embedded_store_url
+
+
+def _spawn_embedded_store(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.data_dir / "store.log"
+    logger.info("starting the embedded store on port %d", settings.embedded_store_port)
+    with log_path.open("ab") as log_file:
+        # A detached session: the store outlives the command that started it, so the
+        # demo, workers and dashboard share it and its data survives their restarts.
+        subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "store"],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + STORE_START_TIMEOUT_SECONDS
+    while not is_listening(settings.embedded_store_port):
+        if time.monotonic() > deadline:
+            raise StoreUnavailableError(
+                f"the embedded store did not start on port {settings.embedded_store_port}; "
+                f"see {log_path}"
+            )
+        time.sleep(0.1)
+
+
+async def serve_embedded_store(
+    settings: Settings, on_ready: Callable[[str], Awaitable[None] | None] | None = None
+) -> None:
+    """Serve the MongoDB wire protocol from SQLite at `store_path` until cancelled."""
+    # Imported here: only the `store` command needs the server side of mongoeco.
+    from mongoeco.engines.sqlite import SQLiteEngine
+    from mongoeco.wire import AsyncMongoEcoProxyServer
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = SQLiteEngine(str(settings.store_path))
+    server = AsyncMongoEcoProxyServer(
+        engine=engine, host="127.0.0.1", port=settings.embedded_store_port
+    )
+    async with server:
+        if on_ready is not None:
+            ready = on_ready(settings.embedded_store_url)
+            if ready is not None:
+                await ready
+        await asyncio.Event().wait()
+
+
+def make_mongo_client(url: str) -> AsyncMongoClient:
+    """A PyMongo async client that reads timestamps back as UTC-aware datetimes."""
+    return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=10_000)
+
+
+async def connect_store(settings: Settings) -> AsyncMongoClient:
+    """Connect to the store, bind the Beanie models to it and ensure their indexes."""
+    url = await asyncio.to_thread(ensure_store, settings)
+    client = make_mongo_client(url)
+    try:
+        await init_beanie(database=client[settings.mongodb_db], document_models=DOCUMENT_MODELS)
+    except PyMongoError as exc:
+        await client.close()
+        raise StoreUnavailableError(f"cannot reach the document store: {exc}") from exc
+    return client

@@ -1,9 +1,12 @@
 """The broker: taskiq-redis streams (acknowledged, reclaimed when idle) or in-process."""
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from taskiq import AsyncBroker, InMemoryBroker, TaskiqEvents, TaskiqState
+from taskiq.api import run_receiver_task
 from taskiq_redis import RedisStreamBroker
 
 from service.config import Settings
@@ -51,3 +54,25 @@ def _wire_resources(broker: AsyncBroker, settings: Settings) -> None:
 
     broker.add_event_handler(TaskiqEvents.WORKER_STARTUP, startup)
     broker.add_event_handler(TaskiqEvents.WORKER_SHUTDOWN, shutdown)
+
+
+@asynccontextmanager
+async def in_process_worker(
+    broker: AsyncBroker, *, max_async_tasks: int = 20
+) -> AsyncIterator[None]:
+    """Run a worker for `broker` inside this event loop (demo and tests); stop it on exit."""
+    broker.is_worker_process = True
+    await broker.startup()
+    listener = None
+    if not isinstance(broker, InMemoryBroker):  # the in-memory broker runs tasks on kick
+        listener = asyncio.create_task(
+            run_receiver_task(broker, max_async_tasks=max_async_tasks), name="receiver"
+        )
+    try:
+        yield
+    finally:
+        if listener is not None:
+            listener.cancel()
+            with suppress(asyncio.CancelledError):
+                await listener
+        await broker.shutdown()

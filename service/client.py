@@ -9,13 +9,12 @@ from typing import Any, Self
 from pydantic import ValidationError
 from pymongo import AsyncMongoClient
 from taskiq import AsyncBroker
-from taskiq.kicker import AsyncKicker
 
 from service import queries
 from service.broker import create_broker
 from service.config import Settings
 from service.errors import InvalidRequestError, WaitTimeoutError
-from service.lineage import TASK_LABELS
+from service.lineage import kick_job
 from service.models import JobType
 from service.models.jobs import AlbumJob, ArtistJob, JobPayload
 from service.models.views import RootSummary, Timeline
@@ -31,7 +30,7 @@ class EnrichmentClient:
         self.settings = settings or Settings()
         self._broker = broker
         self._owns_broker = broker is None
-        self._store: AsyncMongoClient | None = None
+        self._store: AsyncMongoClient[dict[str, Any]] | None = None
 
     async def __aenter__(self) -> Self:
         self._store = await connect_store(self.settings)
@@ -52,7 +51,11 @@ class EnrichmentClient:
             await self._store.close()
 
     async def kick_album(
-        self, *, mbid: str | None = None, title: str | None = None, artist: str | None = None
+        self,
+        *,
+        mbid: str | None = None,
+        title: str | None = None,
+        artist: str | None = None,
     ) -> str:
         """Start a root `enrich_album` job; return its job id."""
         payload = _payload(AlbumJob, mbid=mbid, title=title, artist=artist)
@@ -94,10 +97,8 @@ class EnrichmentClient:
         if self._broker is None:
             raise RuntimeError("EnrichmentClient is used outside `async with`")
         job_id = uuid.uuid4().hex
-        await (
-            AsyncKicker(job_type, self._broker, dict(TASK_LABELS))
-            .with_task_id(job_id)
-            .kiq(job=payload.model_dump(mode="json", by_alias=True))
+        await kick_job(
+            self._broker, job_type, job_id, payload.model_dump(mode="json", by_alias=True)
         )
         return job_id
 
@@ -106,5 +107,7 @@ def _payload[P: JobPayload](model: type[P], **fields: Any) -> P:
     try:
         return model.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        reasons = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
+        reasons = "; ".join(
+            str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()
+        )
         raise InvalidRequestError(reasons) from exc

@@ -1,6 +1,5 @@
 """One typed settings object: every environment variable the service reads."""
 
-from functools import cached_property
 from pathlib import Path
 
 from limits import RateLimitItem, parse
@@ -70,7 +69,7 @@ class Settings(BaseSettings):
             object.__setattr__(self, "image_cache_dir", self.data_dir / "images")
         return self
 
-    @cached_property
+    @property
     def musicbrainz_rate(self) -> RateLimitItem:
         """The parsed MusicBrainz rate limit."""
         return parse(self.musicbrainz_rate_limit)

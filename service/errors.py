@@ -33,6 +33,17 @@ class ProviderError(EnrichmentError):
 class ProviderUnavailableError(ProviderError, RetryableError):
     """An external API is overloaded, rate limiting, failing or unreachable."""
 
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(provider, message, status=status)
+        self.retry_after = retry_after
+
 
 class NotFoundError(ProviderError):
     """The external API does not know the requested entity."""

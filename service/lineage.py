@@ -14,14 +14,19 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure
 from taskiq import AsyncBroker, Context
 from taskiq.kicker import AsyncKicker
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from service.config import Settings
 from service.errors import (
@@ -56,7 +61,7 @@ class Spawn:
 
 
 @dataclass
-class JobRun(Generic[D]):
+class JobRun[D: CamelModel]:
     """What a processor reports while it runs; kept even when it fails."""
 
     job_id: str
@@ -80,7 +85,7 @@ Processor = Callable[[P, JobRun[D], Any], Awaitable[None]]
 
 
 @dataclass(frozen=True)
-class JobSpec(Generic[P, D]):
+class JobSpec[P: JobPayload, D: CamelModel]:
     """A processor and the types around it; a task is registered per spec."""
 
     job_type: str
@@ -88,6 +93,18 @@ class JobSpec(Generic[P, D]):
     payload_model: type[P]
     details_model: type[D]
     processor: Processor[P, D]
+
+
+async def kick_job(
+    broker: AsyncBroker,
+    job_type: str,
+    job_id: str,
+    payload: dict[str, Any],
+    labels: dict[str, Any] | None = None,
+) -> None:
+    """Send one job message: `job_type`'s task, with this task id, payload and labels."""
+    kicker: AsyncKicker[Any, Any] = AsyncKicker(job_type, broker, {**TASK_LABELS, **(labels or {})})
+    await kicker.with_task_id(job_id).kiq(job=payload)
 
 
 def child_job_id(parent_job_id: str, index: int, job_type: str) -> str:
@@ -115,7 +132,11 @@ class JobRunner:
         message = context.message
         attempt = int(message.labels.get(ATTEMPT_LABEL, 1))
         run = JobRun(
-            message.task_id, attempt, spec.job_type, spec.entity_type, spec.details_model()
+            message.task_id,
+            attempt,
+            spec.job_type,
+            spec.entity_type,
+            spec.details_model(),
         )
         parent_job_id = _parent_of(raw_payload)
         started, clock = utc_now(), time.monotonic()
@@ -127,7 +148,8 @@ class JobRunner:
                 await self._log(run, parent_job_id, started, clock, JobCancelledError("cancelled"))
             raise
         await self._log(run, parent_job_id, started, clock, error)
-        if error is not None and error.retryable and attempt < self._settings.job_max_attempts:
+        retryable = error is not None and describe_error(error).retryable
+        if retryable and attempt < self._settings.job_max_attempts:
             await self._schedule_retry(context, attempt)
         if context.is_ackable:
             await context.ack()
@@ -158,10 +180,11 @@ class JobRunner:
         for index, spawn in enumerate(run.spawns):
             child_id = child_job_id(run.job_id, index, spawn.job_type)
             payload = spawn.payload.model_copy(update={"parent_job_id": root_id})
-            await (
-                AsyncKicker(spawn.job_type, self._broker, dict(TASK_LABELS))
-                .with_task_id(child_id)
-                .kiq(job=payload.model_dump(mode="json", by_alias=True))
+            await kick_job(
+                self._broker,
+                spawn.job_type,
+                child_id,
+                payload.model_dump(mode="json", by_alias=True),
             )
             run.spawned_job_ids.append(child_id)
 
@@ -200,15 +223,21 @@ class JobRunner:
         # after the task returned (so after our manual ack) and RedisStreamBroker ignores
         # its `delay` label. Here the retry is kicked, delayed, before the message is acked.
         base = self._settings.job_retry_delay_seconds
-        delay = min(base * 2 ** (attempt - 1), 300.0) + random.uniform(0, base)  # noqa: S311
-        logger.info("retrying %s in %.1fs (attempt %d)", context.message.task_id, delay, attempt + 1)
+        delay = min(base * 2 ** (attempt - 1), 300.0) + random.uniform(0, base)  # noqa: S311 - jitter, not crypto
+        logger.info(
+            "retrying %s in %.1fs (attempt %d)",
+            context.message.task_id,
+            delay,
+            attempt + 1,
+        )
         await asyncio.sleep(delay)
         message = context.message
-        await (
-            AsyncKicker(message.task_name, self._broker, {**message.labels})
-            .with_task_id(message.task_id)
-            .with_labels(**{ATTEMPT_LABEL: attempt + 1})
-            .kiq(*message.args, **message.kwargs)
+        await kick_job(
+            self._broker,
+            message.task_name,
+            message.task_id,
+            message.kwargs["job"],
+            {**message.labels, ATTEMPT_LABEL: attempt + 1},
         )
 
 
@@ -226,7 +255,9 @@ async def write_log(entry: LogEntry, *, timeout: float) -> None:
         async for attempt in retrying:
             with attempt:
                 await collection.replace_one(
-                    {"jobId": entry.job_id, "attempt": entry.attempt}, document, upsert=True
+                    {"jobId": entry.job_id, "attempt": entry.attempt},
+                    document,
+                    upsert=True,
                 )
     except ConnectionFailure as exc:
         raise StoreUnavailableError(f"could not write the log of {entry.job_id}: {exc}") from exc

@@ -5,6 +5,7 @@ from typing import Any
 from service.models import EnrichmentLog, LogEntry
 from service.models.views import RootSummary, Timeline
 
+
 async def family_logs(root_id: str) -> tuple[list[LogEntry], list[LogEntry]]:
     """A root's own attempts and every descendant's attempts, each by `startedAt`."""
     root = await _find({"jobId": root_id}, sort=[("attempt", 1)])
@@ -19,7 +20,11 @@ async def timeline(root_id: str) -> Timeline:
 
 
 async def roots(
-    *, limit: int = 50, skip: int = 0, status: str | None = None, job_type: str | None = None
+    *,
+    limit: int = 50,
+    skip: int = 0,
+    status: str | None = None,
+    job_type: str | None = None,
 ) -> list[RootSummary]:
     """Root jobs, newest first, each with its family roll-up (two queries in all)."""
     query: dict[str, Any] = {"isRootJob": True}
@@ -35,11 +40,21 @@ async def roots(
 async def _rollups(root_ids: list[str]) -> dict[str, dict[str, Any]]:
     if not root_ids:
         return {}
+    # Count jobs, not attempts: keep each child job's latest attempt, then roll up per root.
     pipeline: list[dict[str, Any]] = [
         {"$match": {"parentJobId": {"$in": root_ids}}},
+        {"$sort": {"jobId": 1, "attempt": 1}},
         {
             "$group": {
-                "_id": "$parentJobId",
+                "_id": "$jobId",
+                "root": {"$last": "$parentJobId"},
+                "status": {"$last": "$status"},
+                "finishedAt": {"$last": "$finishedAt"},
+            }
+        },
+        {
+            "$group": {
+                "_id": "$root",
                 "childrenTotal": {"$sum": 1},
                 "childrenFailed": {"$sum": {"$cond": [{"$eq": ["$status", "failed"]}, 1, 0]}},
                 "childrenSkipped": {"$sum": {"$cond": [{"$eq": ["$status", "skipped"]}, 1, 0]}},

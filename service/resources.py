@@ -1,6 +1,7 @@
 """What a worker creates at start-up and closes at shutdown."""
 
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from pymongo import AsyncMongoClient
@@ -27,7 +28,7 @@ class WorkerResources:
     """Everything a worker holds open; `close` releases it all."""
 
     providers: Providers
-    store: AsyncMongoClient
+    store: AsyncMongoClient[dict[str, Any]]
     http_clients: list[httpx.AsyncClient]
 
     async def close(self) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from beanie import init_beanie
 from pymongo import AsyncMongoClient
@@ -82,12 +83,12 @@ async def serve_embedded_store(
         await asyncio.Event().wait()
 
 
-def make_mongo_client(url: str) -> AsyncMongoClient:
+def make_mongo_client(url: str) -> AsyncMongoClient[dict[str, Any]]:
     """A PyMongo async client that reads timestamps back as UTC-aware datetimes."""
     return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=10_000)
 
 
-async def connect_store(settings: Settings) -> AsyncMongoClient:
+async def connect_store(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
     """Connect to the store, bind the Beanie models to it and ensure their indexes."""
     url = await asyncio.to_thread(ensure_store, settings)
     client = make_mongo_client(url)

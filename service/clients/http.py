@@ -1,7 +1,7 @@
 """Shared HTTP plumbing: one configured `httpx.AsyncClient` per provider, status mapping."""
 
-from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 
@@ -20,18 +20,14 @@ def make_http_client(settings: Settings, base_url: str, **headers: str) -> httpx
     """An HTTP client for one provider: its base URL, our User-Agent, sane timeouts."""
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/") + "/",
-        headers={"User-Agent": settings.http_user_agent, "Accept": "application/json", **headers},
+        headers={
+            "User-Agent": settings.http_user_agent,
+            "Accept": "application/json",
+            **headers,
+        },
         timeout=httpx.Timeout(settings.http_timeout_seconds, connect=5.0),
         follow_redirects=True,
     )
-
-
-class RetryAfterError(ProviderUnavailableError):
-    """A retryable provider error that says how long to wait."""
-
-    def __init__(self, provider: str, message: str, *, status: int, retry_after: float | None):
-        super().__init__(provider, message, status=status)
-        self.retry_after = retry_after
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -56,7 +52,7 @@ def raise_for_status(provider: str, response: httpx.Response) -> None:
     message = _error_message(response)
     if status in RETRYABLE_STATUSES:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        raise RetryAfterError(provider, message, status=status, retry_after=retry_after)
+        raise ProviderUnavailableError(provider, message, status=status, retry_after=retry_after)
     if status == 404:
         raise NotFoundError(provider, message, status=status)
     if status in (400, 422):

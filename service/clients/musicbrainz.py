@@ -14,7 +14,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from service.clients.http import RetryAfterError, raise_for_status
+from service.clients.http import raise_for_status
 from service.clients.ratelimit import SharedRateLimiter
 from service.errors import InvalidRequestError, ProviderUnavailableError
 
@@ -196,6 +196,6 @@ class MusicBrainzClient:
         # exponentially with jitter, and at least as long as Retry-After asks.
         backoff = wait_exponential_jitter(initial=self._backoff, max=30)(state)
         error = state.outcome.exception() if state.outcome else None
-        retry_after = error.retry_after if isinstance(error, RetryAfterError) else None
+        retry_after = error.retry_after if isinstance(error, ProviderUnavailableError) else None
         logger.info("MusicBrainz unavailable (%s); retrying", error)
         return max(backoff, retry_after or 0.0)

@@ -1,7 +1,14 @@
 """Stored documents and task payloads."""
 
 from service.models.catalog import Album, Artist
-from service.models.logs import EnrichmentLog, JobError, JobStatus, JobType, LogEntry, WorkerInfo
+from service.models.logs import (
+    EnrichmentLog,
+    JobError,
+    JobStatus,
+    JobType,
+    LogEntry,
+    WorkerInfo,
+)
 
 DOCUMENT_MODELS = [Album, Artist, EnrichmentLog]
 

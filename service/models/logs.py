@@ -1,5 +1,6 @@
 """`EnrichmentLog`: one document per processor attempt, flat-linked to its root job."""
 
+from contextlib import suppress
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -118,7 +119,7 @@ class LogEntry(CamelModel):
 class EnrichmentLog(Document, LogEntry):
     """One processor attempt. `parentJobId` always names the ROOT job, never an intermediate."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)  # type: ignore[misc]
 
     class Settings:
         name = "enrichment_logs"
@@ -127,7 +128,11 @@ class EnrichmentLog(Document, LogEntry):
             IndexModel([("parentJobId", ASCENDING), ("startedAt", ASCENDING)]),
             IndexModel([("jobId", ASCENDING), ("attempt", ASCENDING)], unique=True),
             IndexModel(
-                [("entityType", ASCENDING), ("entityId", ASCENDING), ("startedAt", DESCENDING)]
+                [
+                    ("entityType", ASCENDING),
+                    ("entityId", ASCENDING),
+                    ("startedAt", DESCENDING),
+                ]
             ),
         ]
 
@@ -138,10 +143,9 @@ def _typed_details(data: Any) -> Any:
     details, job_type = data.get("details"), data.get("jobType", data.get("job_type"))
     model = DETAILS_MODELS.get(job_type) if isinstance(job_type, str) else None
     if isinstance(details, dict) and model is not None:
-        try:
+        # A log whose details do not fit its model keeps the raw dict, and still shows.
+        with suppress(ValidationError):
             data = {**data, "details": model.model_validate(details)}
-        except ValidationError:
-            pass  # keep the raw dict: a log that does not fit its model still shows
     elif details is not None and not isinstance(details, dict | CamelModel):
         data = {**data, "details": {"value": details}}
     return data

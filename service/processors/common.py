@@ -25,7 +25,7 @@ S = TypeVar("S", bound=Scored)
 T = TypeVar("T")
 
 
-async def resolve(
+async def resolve[T](
     details: MusicBrainzDetails,
     *,
     mbid: str | None,
@@ -50,7 +50,7 @@ async def resolve(
         raise
 
 
-async def best_match(
+async def best_match[S: Scored](
     details: MusicBrainzDetails,
     search: Callable[[], Awaitable[Sequence[S]]],
     *,

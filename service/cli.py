@@ -1,0 +1,165 @@
+"""The `enrichment` command line."""
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from rich.console import Console
+
+from service.client import EnrichmentClient
+from service.config import Settings
+from service.errors import EnrichmentError
+from service.render import roots_table, timeline_table
+from service.store import ensure_store, is_listening, serve_embedded_store
+
+console = Console()
+Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int] | int]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, set up logging and run one command; return the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = Settings()
+        outcome = args.command(args, settings)
+        return asyncio.run(outcome) if asyncio.iscoroutine(outcome) else int(outcome)
+    except EnrichmentError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="enrichment", description=__doc__)
+    parser.add_argument(
+        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run the offline demo on the embedded defaults")
+    demo.set_defaults(command=_demo)
+
+    store = commands.add_parser("store", help="serve the embedded store (SQLite-backed)")
+    store.set_defaults(command=_store)
+
+    worker = commands.add_parser("worker", help="run Taskiq workers for the enrichment tasks")
+    worker.add_argument("--workers", type=int, default=2, help="worker processes")
+    worker.add_argument(
+        "--max-async-tasks", type=int, default=20, help="concurrent jobs per process"
+    )
+    worker.set_defaults(command=_worker)
+
+    kick = commands.add_parser("kick", help="start a root job and print its job id")
+    kinds = kick.add_subparsers(required=True, metavar="KIND")
+    album = kinds.add_parser("album", help="enrich an album")
+    album.add_argument("--mbid", help="MusicBrainz release-group id")
+    album.add_argument("--title")
+    album.add_argument("--artist")
+    album.set_defaults(command=_kick_album)
+    artist = kinds.add_parser("artist", help="enrich an artist")
+    artist.add_argument("--mbid", help="MusicBrainz artist id")
+    artist.add_argument("--name")
+    artist.set_defaults(command=_kick_artist)
+    for sub in (album, artist):
+        sub.add_argument(
+            "--wait",
+            type=float,
+            metavar="SECONDS",
+            help="wait for the family, print its timeline",
+        )
+
+    roots = commands.add_parser("roots", help="list root jobs, newest first")
+    roots.add_argument("--limit", type=int, default=20)
+    roots.add_argument("--status", choices=["success", "failed", "skipped"])
+    roots.add_argument("--job-type")
+    roots.set_defaults(command=_roots)
+
+    timeline = commands.add_parser("timeline", help="show a root job's family timeline")
+    timeline.add_argument("job_id", metavar="JOB_ID")
+    timeline.set_defaults(command=_timeline)
+    return parser
+
+
+async def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from service.demo.run import (
+        run_demo,
+    )  # the demo's local servers load only when asked
+
+    await run_demo(settings, console)
+    return 0
+
+
+async def _store(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.mongodb_url:
+        console.print("MONGODB_URL is set: the embedded store is not used.")
+        return 0
+    if is_listening(settings.embedded_store_port):
+        console.print(f"already serving: {settings.embedded_store_url}")
+        return 0
+
+    def ready(url: str) -> None:
+        console.print(f"embedded store ({settings.store_path}) at {url}")
+
+    await serve_embedded_store(settings, on_ready=ready)
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    ensure_store(settings)  # start it once here rather than racing from every worker process
+    command = [
+        sys.executable,
+        "-m",
+        "taskiq",
+        "worker",
+        "service.worker:broker",
+        "--workers",
+        str(args.workers),
+        "--max-async-tasks",
+        str(args.max_async_tasks),
+    ]
+    os.execv(sys.executable, command)  # noqa: S606 - replace this process with taskiq's
+
+
+async def _kick_album(args: argparse.Namespace, settings: Settings) -> int:
+    async with EnrichmentClient(settings) as client:
+        job_id = await client.kick_album(mbid=args.mbid, title=args.title, artist=args.artist)
+        return await _report(client, job_id, args.wait)
+
+
+async def _kick_artist(args: argparse.Namespace, settings: Settings) -> int:
+    async with EnrichmentClient(settings) as client:
+        job_id = await client.kick_artist(mbid=args.mbid, name=args.name)
+        return await _report(client, job_id, args.wait)
+
+
+async def _report(client: EnrichmentClient, job_id: str, wait: float | None) -> int:
+    print(job_id)
+    if wait is not None:
+        console.print(timeline_table(await client.wait_for_root(job_id, wait)))
+    return 0
+
+
+async def _roots(args: argparse.Namespace, settings: Settings) -> int:
+    async with EnrichmentClient(settings) as client:
+        found = await client.roots(limit=args.limit, status=args.status, job_type=args.job_type)
+    console.print(roots_table(found))
+    return 0
+
+
+async def _timeline(args: argparse.Namespace, settings: Settings) -> int:
+    async with EnrichmentClient(settings) as client:
+        timeline = await client.timeline(args.job_id)
+    console.print(timeline_table(timeline))
+    return 0 if timeline.entries else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -213,7 +213,8 @@ class JobRunner:
             error=describe_error(error) if error is not None else None,
             fields_enriched=run.fields_enriched,
             spawned_job_ids=run.spawned_job_ids,
-            details=run.details,
+            # As a plain dict: LogEntry re-types it by jobType, and any model fits.
+            details=run.details.model_dump(mode="python", by_alias=True),
             worker=self._worker,
         )
         await write_log(entry, timeout=self._settings.log_write_timeout_seconds)

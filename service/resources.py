@@ -30,11 +30,14 @@ class WorkerResources:
     providers: Providers
     store: AsyncMongoClient[dict[str, Any]]
     http_clients: list[httpx.AsyncClient]
+    limiters: list[SharedRateLimiter]
 
     async def close(self) -> None:
-        """Close every HTTP client and the store connection."""
+        """Close every HTTP client, rate limiter and the store connection."""
         for client in self.http_clients:
             await client.aclose()
+        for limiter in self.limiters:
+            await limiter.close()
         await self.store.close()
 
 
@@ -54,4 +57,6 @@ async def open_resources(settings: Settings) -> WorkerResources:
         ),
         coverart=CoverArtClient(caa_http),
     )
-    return WorkerResources(providers=providers, store=store, http_clients=[mb_http, caa_http])
+    return WorkerResources(
+        providers=providers, store=store, http_clients=[mb_http, caa_http], limiters=[limiter]
+    )

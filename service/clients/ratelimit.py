@@ -5,6 +5,7 @@ import time
 
 from limits import RateLimitItem
 from limits.aio.storage import RedisStorage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import MovingWindowRateLimiter
 
 MIN_WAIT_SECONDS = 0.01
@@ -24,6 +25,12 @@ class SharedRateLimiter:
         while not await self._limiter.hit(self._item, self._key):
             stats = await self._limiter.get_window_stats(self._item, self._key)
             await asyncio.sleep(max(stats.reset_time - time.time(), MIN_WAIT_SECONDS))
+
+    async def close(self) -> None:
+        """Close the Redis connections (limits exposes no close of its own)."""
+        bridge = self._storage.bridge
+        if isinstance(bridge, RedispyBridge):
+            await bridge.storage.aclose()
 
     async def reset(self) -> None:
         """Forget every request counted so far (tests and demos start clean)."""

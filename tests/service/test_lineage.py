@@ -1,0 +1,87 @@
+"""Lineage: roots are flagged, every descendant points at the root, however deep."""
+
+from typing import Any
+
+import pytest
+
+from service.client import EnrichmentClient
+from service.demo.catalogue import ALBUMS, ARTISTS
+from service.lineage import JobRun, JobSpec
+from service.models import JobStatus
+from service.models.base import CamelModel
+from service.models.jobs import JobPayload
+from service.tasks import JOB_SPECS
+
+
+class ChainJob(JobPayload):
+    """Test-only payload: spawn a chain of `depth` more jobs."""
+
+    depth: int
+
+
+class ChainDetails(CamelModel):
+    """Test-only details."""
+
+    depth: int | None = None
+
+
+async def run_chain(job: ChainJob, run: JobRun[ChainDetails], providers: Any) -> None:
+    run.details.depth = job.depth
+    run.entity_id = run.entity_name = f"level-{job.depth}"
+    if job.depth > 0:
+        run.spawn("test_chain", ChainJob(depth=job.depth - 1))
+
+
+CHAIN = JobSpec("test_chain", "album", ChainJob, ChainDetails, run_chain)
+
+
+async def test_album_root_and_children_flags(client: EnrichmentClient) -> None:
+    root_id = await client.kick_album(title="Northern Drift", artist="Vela Nord")
+    family = await client.wait_for_root(root_id, timeout=30)
+
+    [root] = family.root
+    assert root.is_root_job is True
+    assert root.parent_job_id is None
+    assert root.job_id == root_id
+    assert len(family.children) == 2
+    assert {c.entity_name for c in family.children} == {"Vela Nord", "Mira Kestrel"}
+    for child in family.children:
+        assert child.is_root_job is False
+        assert child.parent_job_id == root_id
+        assert child.job_type == "enrich_artist"
+    assert sorted(root.spawned_job_ids) == sorted(c.job_id for c in family.children)
+
+
+@pytest.fixture
+def specs() -> tuple[JobSpec[Any, Any], ...]:
+    return (*JOB_SPECS, CHAIN)
+
+
+async def test_four_level_chain_is_flat(client: EnrichmentClient) -> None:
+    from service.lineage import kick_job
+
+    root_id = "chain-root-" + client.settings.queue_name
+    assert client._broker is not None
+    await kick_job(client._broker, "test_chain", root_id, {"depth": 3})
+    family = await client.wait_for_root(root_id, timeout=30)
+
+    levels = [e.details["depth"] if isinstance(e.details, dict) else e.details.depth for e in family.entries]
+    assert levels == [3, 2, 1, 0]
+    assert [e.is_root_job for e in family.entries] == [True, False, False, False]
+    # Every descendant names the ROOT, never its immediate parent ...
+    assert {e.parent_job_id for e in family.children} == {root_id}
+    # ... while spawnedJobIds keep the real spawn tree: a chain root → 1 → 2 → 3.
+    for parent, child in zip(family.entries, family.entries[1:], strict=False):
+        assert parent.spawned_job_ids == [child.job_id]
+    assert all(e.status == JobStatus.SUCCESS for e in family.entries)
+
+
+async def test_child_failure_leaves_root_entry_alone(client: EnrichmentClient) -> None:
+    root_id = await client.kick_album(mbid=ALBUMS["Copper Wires"].mbid)
+    family = await client.wait_for_root(root_id, timeout=60)
+
+    [root] = family.root
+    assert root.status == JobStatus.SUCCESS
+    assert root.error is None
+    assert {c.status for c in family.children} == {JobStatus.FAILED}
+    assert {c.entity_id for c in family.children} == {ARTISTS["Static Orchard"].mbid}

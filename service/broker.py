@@ -48,6 +48,9 @@ def _wire_resources(broker: AsyncBroker, settings: Settings) -> None:
         state.runner = JobRunner(broker, settings, state.resources.providers)
 
     async def shutdown(state: TaskiqState) -> None:
+        runner: JobRunner | None = getattr(state, "runner", None)
+        if runner is not None:
+            await runner.drain(settings.shutdown_grace_seconds)
         resources = getattr(state, "resources", None)
         if resources is not None:
             await resources.close()

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     job_timeout_seconds: float = Field(default=120.0, alias="JOB_TIMEOUT_SECONDS", gt=0)
     # Unacknowledged stream messages are reclaimed by another worker after this idle time.
     redelivery_idle_ms: int = Field(default=600_000, alias="REDELIVERY_IDLE_MS", ge=1_000)
+    # On shutdown, running jobs get this long to finish before they are cancelled (and logged).
+    shutdown_grace_seconds: float = Field(default=30.0, alias="SHUTDOWN_GRACE_SECONDS", ge=0)
     log_write_timeout_seconds: float = Field(default=60.0, alias="LOG_WRITE_TIMEOUT_SECONDS", gt=0)
 
     @field_validator("musicbrainz_rate_limit")
@@ -62,6 +64,14 @@ class Settings(BaseSettings):
         if not name or not rest or value.lower().startswith(("python-httpx", "python-requests")):
             raise ValueError("HTTP_USER_AGENT must look like 'App/1.0 ( contact )'")
         return value
+
+    @model_validator(mode="after")
+    def _redeliver_only_idle_jobs(self) -> "Settings":
+        # A message idle longer than REDELIVERY_IDLE_MS is reclaimed by another worker: a job
+        # allowed to run longer than that would run twice at once.
+        if self.redelivery_idle_ms < self.job_timeout_seconds * 1000:
+            raise ValueError("REDELIVERY_IDLE_MS must be at least JOB_TIMEOUT_SECONDS × 1000")
+        return self
 
     @model_validator(mode="after")
     def _default_image_cache(self) -> "Settings":

@@ -126,17 +126,33 @@ class JobRunner:
         self._settings = settings
         self._resources = resources
         self._worker = WorkerInfo(host=socket.gethostname(), pid=os.getpid())
+        self._running: set[asyncio.Task[Any]] = set()
 
     async def run(self, spec: JobSpec[Any, Any], raw_payload: Any, context: Context) -> None:
-        """Run one attempt of `spec` for a received message."""
+        """Run one attempt of `spec` for a received message, then acknowledge it."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        try:
+            await self._attempt(spec, raw_payload, context)
+        finally:
+            self._running.discard(task)
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Let running jobs finish for up to `grace_seconds`, then cancel (and log) the rest."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=grace_seconds)
+        leftover = set(self._running)
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            await asyncio.wait(leftover)
+
+    async def _attempt(self, spec: JobSpec[Any, Any], raw_payload: Any, context: Context) -> None:
         message = context.message
         attempt = int(message.labels.get(ATTEMPT_LABEL, 1))
         run = JobRun(
-            message.task_id,
-            attempt,
-            spec.job_type,
-            spec.entity_type,
-            spec.details_model(),
+            message.task_id, attempt, spec.job_type, spec.entity_type, spec.details_model()
         )
         parent_job_id = _parent_of(raw_payload)
         started, clock = utc_now(), time.monotonic()
@@ -144,8 +160,9 @@ class JobRunner:
             error = await self._execute(spec, raw_payload, run)
         except asyncio.CancelledError:
             # Shutdown mid-job: log it, leave the message unacknowledged for redelivery.
+            cancelled = JobCancelledError("the worker shut down before the job finished")
             with anyio.CancelScope(shield=True):
-                await self._log(run, parent_job_id, started, clock, JobCancelledError("cancelled"))
+                await self._log(run, parent_job_id, started, clock, cancelled)
             raise
         await self._log(run, parent_job_id, started, clock, error)
         retryable = error is not None and describe_error(error).retryable

@@ -82,7 +82,8 @@ def settings_env(store_env: dict[str, str], providers: LocalProviders, tmp_path:
         "MUSICBRAINZ_RATE_LIMIT": f"{TEST_SERVER_RATE - 5}/second",
         "JOB_RETRY_DELAY_SECONDS": "0.05",
         "PROVIDER_BACKOFF_SECONDS": "0.05",
-        "REDELIVERY_IDLE_MS": "1000",
+        "REDELIVERY_IDLE_MS": "3000",
+        "JOB_TIMEOUT_SECONDS": "2.5",
     }
 
 

@@ -138,7 +138,7 @@ class MusicBrainzClient:
         self._http = http
         self._limiter = limiter
         self._retry_attempts = retry_attempts
-        self._backoff = backoff_seconds
+        self._backoff = wait_exponential_jitter(multiplier=backoff_seconds, max=30)
 
     async def get_artist(self, mbid: str) -> MBArtist:
         """Look an artist up by MBID, with URL relations, genres and tags."""
@@ -194,7 +194,7 @@ class MusicBrainzClient:
     def _wait(self, state: RetryCallState) -> float:
         # Over the limit MusicBrainz answers 503 to every request from the IP: back off
         # exponentially with jitter, and at least as long as Retry-After asks.
-        backoff = wait_exponential_jitter(initial=self._backoff, max=30)(state)
+        backoff = self._backoff(state)
         error = state.outcome.exception() if state.outcome else None
         retry_after = error.retry_after if isinstance(error, ProviderUnavailableError) else None
         logger.info("MusicBrainz unavailable (%s); retrying", error)

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         return self.data_dir / "store.sqlite"
 
     @property
+    def store_pid_path(self) -> Path:
+        """Where the running embedded store writes its process id."""
+        return self.data_dir / "store.pid"
+
+    @property
     def embedded_store_url(self) -> str:
         """The URI of the embedded store on loopback."""
         return f"mongodb://127.0.0.1:{self.embedded_store_port}/?directConnection=true"

@@ -2,8 +2,8 @@
 
 import asyncio
 import logging
+import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -42,16 +42,29 @@ def _spawn_embedded_store(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.data_dir / "store.log"
     logger.info("starting the embedded store on port %d", settings.embedded_store_port)
-    with log_path.open("ab") as log_file:
-        # A detached session: the store outlives the command that started it, so the
-        # demo, workers and dashboard share it and its data survives their restarts.
-        subprocess.Popen(
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        # A detached session (posix_spawn, setsid): the store outlives the command that
+        # started it, so the demo, workers and dashboard share it and its data survives their
+        # restarts. No Popen object: nothing here will ever wait for it.
+        os.posix_spawn(
+            sys.executable,
             [sys.executable, "-m", "service.cli", "store"],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            # The child reads its settings from the environment: hand it this store's.
+            {
+                **os.environ,
+                "ENRICHMENT_DATA_DIR": str(settings.data_dir),
+                "EMBEDDED_STORE_PORT": str(settings.embedded_store_port),
+            },
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                (os.POSIX_SPAWN_DUP2, log_fd, 2),
+            ],
+            setsid=True,
         )
+    finally:
+        os.close(log_fd)
     deadline = time.monotonic() + STORE_START_TIMEOUT_SECONDS
     while not is_listening(settings.embedded_store_port):
         if time.monotonic() > deadline:
@@ -76,11 +89,15 @@ async def serve_embedded_store(
         engine=engine, host="127.0.0.1", port=settings.embedded_store_port
     )
     async with server:
-        if on_ready is not None:
-            ready = on_ready(settings.embedded_store_url)
-            if ready is not None:
-                await ready
-        await asyncio.Event().wait()
+        settings.store_pid_path.write_text(str(os.getpid()))
+        try:
+            if on_ready is not None:
+                ready = on_ready(settings.embedded_store_url)
+                if ready is not None:
+                    await ready
+            await asyncio.Event().wait()
+        finally:
+            settings.store_pid_path.unlink(missing_ok=True)
 
 
 def make_mongo_client(url: str) -> AsyncMongoClient[dict[str, Any]]:

@@ -68,7 +68,9 @@ def providers() -> Iterator[LocalProviders]:
 
 
 @pytest.fixture
-def settings_env(store_env: dict[str, str], providers: LocalProviders, tmp_path: Path) -> dict[str, str]:
+def settings_env(
+    store_env: dict[str, str], providers: LocalProviders, tmp_path: Path
+) -> dict[str, str]:
     """Environment for one test: its own database and stream, the local providers, fast retries."""
     tag = uuid.uuid4().hex[:10]
     return {

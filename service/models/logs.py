@@ -3,10 +3,16 @@
 from contextlib import suppress
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from beanie import Document
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
@@ -102,11 +108,20 @@ class LogEntry(CamelModel):
     details: JobDetails = Field(default_factory=dict, union_mode="left_to_right")
     worker: WorkerInfo | None = None
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _type_details(cls, data: Any) -> Any:
-        """Parse `details` into the model of its jobType; odd legacy shapes stay a dict."""
-        return _typed_details(data)
+    def _tolerate_legacy(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        """Load any stored shape: type `details` by jobType; drop fields that cannot fit."""
+        data = _typed_details(_legacy_error(data))
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            # Logs from before lineage (or from other tools) may hold odd values: a log that
+            # shows with a field missing beats a timeline that cannot load at all.
+            if not isinstance(data, dict):
+                raise
+            bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
+            return handler({key: value for key, value in data.items() if key not in bad})
 
     def is_terminal(self, max_attempts: int) -> bool:
         """Whether no further attempt of this job will follow this one."""
@@ -135,6 +150,13 @@ class EnrichmentLog(Document, LogEntry):
                 ]
             ),
         ]
+
+
+def _legacy_error(data: Any) -> Any:
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        error = {"type": "Error", "message": data["error"], "retryable": False}
+        return {**data, "error": error}
+    return data
 
 
 def _typed_details(data: Any) -> Any:

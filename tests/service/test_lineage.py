@@ -65,7 +65,10 @@ async def test_four_level_chain_is_flat(client: EnrichmentClient) -> None:
     await kick_job(client._broker, "test_chain", root_id, {"depth": 3})
     family = await client.wait_for_root(root_id, timeout=30)
 
-    levels = [e.details["depth"] if isinstance(e.details, dict) else e.details.depth for e in family.entries]
+    levels = [
+        e.details["depth"] if isinstance(e.details, dict) else e.details.depth
+        for e in family.entries
+    ]
     assert levels == [3, 2, 1, 0]
     assert [e.is_root_job for e in family.entries] == [True, False, False, False]
     # Every descendant names the ROOT, never its immediate parent ...

@@ -1,6 +1,7 @@
 """Every attempt writes exactly one EnrichmentLog, on success and on every kind of failure."""
 
 import asyncio
+from collections import defaultdict
 from typing import Any
 
 import pytest
@@ -30,10 +31,12 @@ class NoDetails(CamelModel):
 
 
 RUNS: dict[str, int] = {}
+STARTED: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
 
 
 async def run_sleep(job: SleepJob, run: JobRun[NoDetails], providers: Any) -> None:
     RUNS[run.job_id] = RUNS.get(run.job_id, 0) + 1
+    STARTED[run.job_id].set()
     if not job.only_first_run or RUNS[run.job_id] == 1:
         await asyncio.sleep(job.seconds)
 
@@ -46,12 +49,18 @@ def specs() -> tuple[JobSpec[Any, Any], ...]:
     return (*JOB_SPECS, SLEEP)
 
 
-async def logs_of(mongo: AsyncMongoClient[dict[str, Any]], settings: Settings, job_id: str) -> list[dict[str, Any]]:
-    cursor = mongo[settings.mongodb_db]["enrichment_logs"].find({"jobId": job_id}, sort=[("attempt", 1)])
+async def logs_of(
+    mongo: AsyncMongoClient[dict[str, Any]], settings: Settings, job_id: str
+) -> list[dict[str, Any]]:
+    cursor = mongo[settings.mongodb_db]["enrichment_logs"].find(
+        {"jobId": job_id}, sort=[("attempt", 1)]
+    )
     return [doc async for doc in cursor]
 
 
-async def test_success_entry_is_complete(client: EnrichmentClient, mongo: Any, settings: Settings) -> None:
+async def test_success_entry_is_complete(
+    client: EnrichmentClient, mongo: Any, settings: Settings
+) -> None:
     root_id = await client.kick_album(title="Tidal Glass", artist="Vela Nord")
     family = await client.wait_for_root(root_id, timeout=30)
 
@@ -62,20 +71,42 @@ async def test_success_entry_is_complete(client: EnrichmentClient, mongo: Any, s
     assert root.entity_type == "album"
     assert root.entity_id == ALBUMS["Tidal Glass"].mbid
     assert root.entity_name == "Tidal Glass"
-    assert {"title", "firstReleaseDate", "primaryType", "genres", "coverArtUrl"} <= set(root.fields_enriched)
-    assert root.started_at is not None and root.finished_at is not None
+    assert {"title", "firstReleaseDate", "primaryType", "genres", "coverArtUrl"} <= set(
+        root.fields_enriched
+    )
+    assert root.started_at is not None
+    assert root.finished_at is not None
     assert root.started_at <= root.finished_at
-    assert root.duration_ms is not None and root.duration_ms >= 0
-    assert root.worker is not None and root.worker.pid > 0
+    assert root.duration_ms is not None
+    assert root.duration_ms >= 0
+    assert root.worker is not None
+    assert root.worker.pid > 0
     assert isinstance(root.details, AlbumDetails)
     assert root.details.match_source == "search"
     assert root.details.search_score == 100
-    assert root.details.cover_art_url and root.details.cover_art_url.endswith("-front.jpg")
+    assert root.details.cover_art_url
+    assert root.details.cover_art_url.endswith("-front.jpg")
     # Stored keys are exactly the product's names.
     [raw] = await logs_of(mongo, settings, root_id)
-    assert {"jobId", "parentJobId", "isRootJob", "jobType", "entityType", "entityId", "entityName",
-            "status", "attempt", "startedAt", "finishedAt", "durationMs", "error", "fieldsEnriched",
-            "spawnedJobIds", "details", "worker"} <= set(raw)
+    assert {
+        "jobId",
+        "parentJobId",
+        "isRootJob",
+        "jobType",
+        "entityType",
+        "entityId",
+        "entityName",
+        "status",
+        "attempt",
+        "startedAt",
+        "finishedAt",
+        "durationMs",
+        "error",
+        "fieldsEnriched",
+        "spawnedJobIds",
+        "details",
+        "worker",
+    } <= set(raw)
     album = await Album.find_one({"mbid": ALBUMS["Tidal Glass"].mbid})
     assert album is not None
     assert album.title == "Tidal Glass"
@@ -83,7 +114,9 @@ async def test_success_entry_is_complete(client: EnrichmentClient, mongo: Any, s
     assert album.cover_art_url == root.details.cover_art_url
 
 
-async def test_unknown_mbid_fails_permanently_once(client: EnrichmentClient, mongo: Any, settings: Settings) -> None:
+async def test_unknown_mbid_fails_permanently_once(
+    client: EnrichmentClient, mongo: Any, settings: Settings
+) -> None:
     missing = "00000000-0000-4000-8000-000000000000"
     root_id = await client.kick_album(mbid=missing)
     await client.wait_for_root(root_id, timeout=30)
@@ -97,7 +130,9 @@ async def test_unknown_mbid_fails_permanently_once(client: EnrichmentClient, mon
     assert entry["spawnedJobIds"] == []
 
 
-async def test_bad_payload_is_logged_not_lost(client: EnrichmentClient, mongo: Any, settings: Settings) -> None:
+async def test_bad_payload_is_logged_not_lost(
+    client: EnrichmentClient, mongo: Any, settings: Settings
+) -> None:
     assert client._broker is not None
     await kick_job(client._broker, "enrich_album", "bad-payload-job", {"artist": "only an artist"})
     await client.wait_for_root("bad-payload-job", timeout=30)
@@ -118,7 +153,9 @@ async def test_one_entry_per_attempt_under_retry(
     client: EnrichmentClient, providers: LocalProviders, mongo: Any, settings: Settings
 ) -> None:
     # Three 500s exhaust the client's in-job retries: attempt 1 fails, attempt 2 succeeds.
-    providers.fail(f"/ws/2/artist/{ARTISTS['Harbor Lights'].mbid}", 500, times=settings.provider_retry_attempts)
+    providers.fail(
+        f"/ws/2/artist/{ARTISTS['Harbor Lights'].mbid}", 500, times=settings.provider_retry_attempts
+    )
     root_id = await client.kick_artist(mbid=ARTISTS["Harbor Lights"].mbid)
     await client.wait_for_root(root_id, timeout=30)
 
@@ -129,7 +166,9 @@ async def test_one_entry_per_attempt_under_retry(
     assert all(e["isRootJob"] for e in entries)
 
 
-async def test_retries_stop_at_max_attempts(client: EnrichmentClient, mongo: Any, settings: Settings) -> None:
+async def test_retries_stop_at_max_attempts(
+    client: EnrichmentClient, mongo: Any, settings: Settings
+) -> None:
     root_id = await client.kick_artist(mbid=ARTISTS["Static Orchard"].mbid)
     await client.wait_for_root(root_id, timeout=30)
 
@@ -143,7 +182,12 @@ class TestTimeout:
 
     @pytest.fixture
     def settings_env(self, settings_env: dict[str, str]) -> dict[str, str]:
-        return {**settings_env, "JOB_TIMEOUT_SECONDS": "0.3", "REDELIVERY_IDLE_MS": "1000", "JOB_MAX_ATTEMPTS": "2"}
+        return {
+            **settings_env,
+            "JOB_TIMEOUT_SECONDS": "0.3",
+            "REDELIVERY_IDLE_MS": "1000",
+            "JOB_MAX_ATTEMPTS": "2",
+        }
 
     async def test_timeout_is_a_logged_retryable_failure(
         self, client: EnrichmentClient, mongo: Any, settings: Settings
@@ -167,9 +211,10 @@ async def test_redelivered_message_does_not_duplicate_its_entry(
     # Worker 1 is shut down mid-job: it logs the cancellation and never acknowledges.
     first = create_broker(settings, specs=specs)
     async with in_process_worker(first):
-        await kick_job(first, "test_sleep", "redelivered-job", {"seconds": 0.2, "onlyFirstRun": True})
-        while RUNS.get("redelivered-job") != 1:
-            await asyncio.sleep(0.02)
+        await kick_job(
+            first, "test_sleep", "redelivered-job", {"seconds": 0.2, "onlyFirstRun": True}
+        )
+        await asyncio.wait_for(STARTED["redelivered-job"].wait(), timeout=10)
     [cancelled] = await logs_of(mongo, settings, "redelivered-job")
     assert cancelled["status"] == "failed"
     assert cancelled["error"]["type"] == "JobCancelledError"

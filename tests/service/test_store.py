@@ -1,0 +1,117 @@
+"""The store: indexes on the model, legacy logs, the embedded server's lifecycle."""
+
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bson import ObjectId
+
+from service.client import EnrichmentClient
+from service.config import Settings
+from service.models import EnrichmentLog
+from service.store import connect_store, ensure_store, is_listening
+from tests.conftest import free_port
+
+LEGACY_LOGS: list[dict[str, Any]] = [
+    # Written before lineage existed: no isRootJob, no parentJobId, no startedAt.
+    {
+        "jobId": "legacy-1",
+        "jobType": "enrich_album",
+        "status": "success",
+        "createdAt": datetime(2024, 5, 1, tzinfo=UTC),
+    },
+    {
+        "jobId": "legacy-2",
+        "jobType": "spotify_sync",
+        "status": "partial",
+        "details": "free text",
+        "timestamp": 1714521600,
+    },
+    {"jobType": "enrich_artist", "error": "boom", "details": {"mbid": 42}},
+]
+
+
+async def test_model_indexes_exist(
+    client: EnrichmentClient, mongo: Any, settings: Settings
+) -> None:
+    info = await mongo[settings.mongodb_db]["enrichment_logs"].index_information()
+    keys = {tuple(index["key"]): index.get("unique", False) for index in info.values()}
+    assert keys[(("isRootJob", 1), ("startedAt", -1))] is False
+    assert keys[(("parentJobId", 1), ("startedAt", 1))] is False
+    assert keys[(("jobId", 1), ("attempt", 1))] is True
+    assert keys[(("entityType", 1), ("entityId", 1), ("startedAt", -1))] is False
+
+
+async def test_legacy_logs_load_and_query(
+    client: EnrichmentClient, mongo: Any, settings: Settings
+) -> None:
+    logs = mongo[settings.mongodb_db]["enrichment_logs"]
+    await logs.insert_many([dict(doc) for doc in LEGACY_LOGS])
+    root_id = await client.kick_artist(name="Mira Kestrel")
+    await client.wait_for_root(root_id, timeout=30)
+
+    everything = await EnrichmentLog.find_all().to_list()
+    assert len(everything) == 4
+    legacy = {log.job_id: log for log in everything if log.job_id != root_id}
+    assert legacy["legacy-1"].is_root_job is False
+    assert legacy["legacy-1"].parent_job_id is None
+    assert legacy["legacy-2"].details == {"value": "free text"}
+    assert legacy["legacy-2"].status == "partial"
+    assert legacy[None].details == {"mbid": 42}  # does not fit ArtistDetails: kept raw
+    # Roots never include legacy logs; a legacy id still has a (root-only) timeline.
+    assert [r.root.job_id for r in await client.roots()] == [root_id]
+    assert [e.job_id for e in (await client.timeline("legacy-1")).entries] == ["legacy-1"]
+    assert await EnrichmentLog.find({"isRootJob": False}).count() == 0  # the field is absent
+
+
+def test_ensure_store_starts_one_and_data_survives_restart(tmp_path: Path) -> None:
+    settings = Settings.model_validate(
+        {"ENRICHMENT_DATA_DIR": str(tmp_path), "EMBEDDED_STORE_PORT": str(free_port())}
+    )
+    try:
+        assert ensure_store(settings) == settings.embedded_store_url
+        assert is_listening(settings.embedded_store_port)
+        first_pid = settings.store_pid_path.read_text()
+        assert ensure_store(settings) == settings.embedded_store_url
+        assert settings.store_pid_path.read_text() == first_pid  # reused, not restarted
+        marker = ObjectId()
+        _run_sync(settings, "insert", marker)
+        _stop_store(settings)
+        assert not is_listening(settings.embedded_store_port)
+        ensure_store(settings)
+        assert settings.store_pid_path.read_text() != first_pid
+        assert _run_sync(settings, "find", marker) == 1
+        assert (tmp_path / "store.sqlite").exists()
+    finally:
+        _stop_store(settings)
+
+
+async def test_connect_store_binds_models(settings: Settings, mongo: Any) -> None:
+    store = await connect_store(settings)
+    try:
+        assert EnrichmentLog.get_pymongo_collection().name == "enrichment_logs"
+        assert EnrichmentLog.get_pymongo_collection().database.name == settings.mongodb_db
+    finally:
+        await store.close()
+
+
+def _run_sync(settings: Settings, action: str, marker: ObjectId) -> int:
+    from pymongo import MongoClient
+
+    with MongoClient(settings.embedded_store_url, serverSelectionTimeoutMS=5000) as client:
+        collection = client["persist"]["markers"]
+        if action == "insert":
+            collection.insert_one({"_id": marker})
+            return 1
+        return collection.count_documents({"_id": marker})
+
+
+def _stop_store(settings: Settings) -> None:
+    if settings.store_pid_path.exists():
+        os.kill(int(settings.store_pid_path.read_text()), signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while is_listening(settings.embedded_store_port) and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -9,6 +9,9 @@ from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import MovingWindowRateLimiter
 
 MIN_WAIT_SECONDS = 0.01
+# Waiting a little past the window's reset absorbs the jitter between our clock and the
+# moment the provider sees the request: it must never count one more than the limit.
+SAFETY_MARGIN_SECONDS = 0.05
 
 
 class SharedRateLimiter:
@@ -24,7 +27,8 @@ class SharedRateLimiter:
         """Block until one more request is allowed, then count it."""
         while not await self._limiter.hit(self._item, self._key):
             stats = await self._limiter.get_window_stats(self._item, self._key)
-            await asyncio.sleep(max(stats.reset_time - time.time(), MIN_WAIT_SECONDS))
+            wait = stats.reset_time - time.time() + SAFETY_MARGIN_SECONDS
+            await asyncio.sleep(max(wait, MIN_WAIT_SECONDS))
 
     async def close(self) -> None:
         """Close the Redis connections (limits exposes no close of its own)."""

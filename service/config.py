@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     mongodb_url: str | None = Field(default=None, alias="MONGODB_URL")
     mongodb_db: str = Field(default="enrichment", alias="MONGODB_DB")
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    # Where rate-limit windows live; unset → REDIS_URL, shared by every worker. The demo
+    # uses `memory://` when it runs without Redis.
+    rate_limit_storage_url: str | None = Field(default=None, alias="RATE_LIMIT_STORAGE_URL")
     queue_name: str = Field(default="enrichment", alias="ENRICHMENT_QUEUE")
     data_dir: Path = Field(default=Path(".data"), alias="ENRICHMENT_DATA_DIR")
     embedded_store_port: int = Field(default=27018, alias="EMBEDDED_STORE_PORT", ge=1, le=65535)
@@ -83,6 +86,11 @@ class Settings(BaseSettings):
     def musicbrainz_rate(self) -> RateLimitItem:
         """The parsed MusicBrainz rate limit."""
         return parse(self.musicbrainz_rate_limit)
+
+    @property
+    def rate_limit_storage(self) -> str:
+        """The `limits` storage URI for the shared rate limiters."""
+        return f"async+{self.rate_limit_storage_url or self.redis_url}"
 
     @property
     def store_path(self) -> Path:

@@ -46,7 +46,9 @@ async def open_resources(settings: Settings) -> WorkerResources:
     store = await connect_store(settings)
     mb_http = make_http_client(settings, settings.musicbrainz_base_url)
     caa_http = make_http_client(settings, settings.coverart_base_url)
-    limiter = SharedRateLimiter(settings.redis_url, settings.musicbrainz_rate, "musicbrainz")
+    limiter = SharedRateLimiter(
+        settings.rate_limit_storage, settings.musicbrainz_rate, "musicbrainz"
+    )
     providers = Providers(
         settings=settings,
         musicbrainz=MusicBrainzClient(

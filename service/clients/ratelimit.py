@@ -4,9 +4,9 @@ import asyncio
 import time
 
 from limits import RateLimitItem
-from limits.aio.storage import RedisStorage
 from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 
 MIN_WAIT_SECONDS = 0.01
 # Waiting a little past the window's reset absorbs the jitter between our clock and the
@@ -17,8 +17,8 @@ SAFETY_MARGIN_SECONDS = 0.05
 class SharedRateLimiter:
     """Wait until a request fits in a moving window shared through Redis."""
 
-    def __init__(self, redis_url: str, item: RateLimitItem, key: str) -> None:
-        self._storage = RedisStorage(f"async+{redis_url}", implementation="redispy")
+    def __init__(self, storage_uri: str, item: RateLimitItem, key: str) -> None:
+        self._storage = storage_from_string(storage_uri, implementation="redispy")
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._item = item
         self._key = key
@@ -32,7 +32,7 @@ class SharedRateLimiter:
 
     async def close(self) -> None:
         """Close the Redis connections (limits exposes no close of its own)."""
-        bridge = self._storage.bridge
+        bridge = getattr(self._storage, "bridge", None)
         if isinstance(bridge, RedispyBridge):
             await bridge.storage.aclose()
 

@@ -29,10 +29,13 @@ DEMO_CLIENT_RATE = "10/second"
 FAMILY_TIMEOUT_SECONDS = 90.0
 
 
-def demo_settings(settings: Settings, local: LocalProviders, *, queue_name: str) -> Settings:
+def demo_settings(
+    settings: Settings, local: LocalProviders, *, queue_name: str, use_redis: bool
+) -> Settings:
     """Settings pointing at the local servers, with retry delays short enough for a demo."""
     return settings.model_copy(
         update={
+            "rate_limit_storage_url": settings.rate_limit_storage_url if use_redis else "memory://",
             "musicbrainz_base_url": local.musicbrainz_url,
             "coverart_base_url": local.coverart_url,
             "musicbrainz_rate_limit": DEMO_CLIENT_RATE,
@@ -62,7 +65,7 @@ async def run_demo(settings: Settings, console: Console) -> list[Timeline]:
     console.print(f"store: {_redact(store_url)}")
     console.print(f"broker: {'Redis stream ' + queue_name if use_redis else 'in-process'}")
     with LocalProviders(musicbrainz_rate_per_second=DEMO_SERVER_RATE) as local:
-        config = demo_settings(settings, local, queue_name=queue_name)
+        config = demo_settings(settings, local, queue_name=queue_name, use_redis=use_redis)
         # One MusicBrainz 503 on the first search shows the client backing off and retrying.
         local.fail("/ws/2/release-group", 503, times=1, Retry_After="1")
         broker = create_broker(config, in_memory=not use_redis)

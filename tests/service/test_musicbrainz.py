@@ -16,7 +16,9 @@ from service.errors import InvalidRequestError, NotFoundError, ProviderUnavailab
 @pytest.fixture
 async def musicbrainz(settings: Settings) -> AsyncIterator[MusicBrainzClient]:
     http = make_http_client(settings, settings.musicbrainz_base_url)
-    limiter = SharedRateLimiter(settings.redis_url, settings.musicbrainz_rate, settings.queue_name)
+    limiter = SharedRateLimiter(
+        settings.rate_limit_storage, settings.musicbrainz_rate, settings.queue_name
+    )
     await limiter.reset()
     yield MusicBrainzClient(http, limiter, retry_attempts=3, backoff_seconds=0.01)
     await limiter.reset()

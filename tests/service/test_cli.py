@@ -1,0 +1,67 @@
+"""The `enrichment` command line against a running worker."""
+
+import asyncio
+import os
+import subprocess
+import sys
+from typing import Any
+
+from service.client import EnrichmentClient
+
+
+async def enrichment(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "service.cli", *args],
+        env={**os.environ, **env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_kick_roots_and_timeline(
+    settings_env: dict[str, str], client: EnrichmentClient
+) -> None:
+    kicked = await enrichment(
+        settings_env, "kick", "album", "--title", "Tidal Glass", "--artist", "Vela Nord"
+    )
+    assert kicked.returncode == 0, kicked.stderr
+    root_id = kicked.stdout.strip()
+    assert len(root_id) == 32
+    await client.wait_for_root(root_id, timeout=30)
+
+    roots = await enrichment(settings_env, "roots")
+    assert roots.returncode == 0, roots.stderr
+    assert root_id in roots.stdout
+    assert "Tidal Glass" in roots.stdout
+
+    timeline = await enrichment(settings_env, "timeline", root_id)
+    assert timeline.returncode == 0, timeline.stderr
+    lines = timeline.stdout.splitlines()
+    root_line = next(i for i, line in enumerate(lines) if "enrich_album" in line)
+    artist_line = next(i for i, line in enumerate(lines) if "enrich_artist" in line)
+    assert root_line < artist_line
+    assert "Vela Nord" in lines[artist_line]
+
+
+async def test_kick_with_wait_prints_the_timeline(
+    settings_env: dict[str, str], worker: Any
+) -> None:
+    done = await enrichment(
+        settings_env, "kick", "artist", "--name", "Mira Kestrel", "--wait", "30"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Timeline of" in done.stdout
+    assert "success" in done.stdout
+
+
+async def test_bad_input_is_a_clear_error(
+    settings_env: dict[str, str], mongo: Any, redis: Any
+) -> None:
+    done = await enrichment(settings_env, "kick", "album", "--artist", "Vela Nord")
+    assert done.returncode == 1
+    assert "error: an album job needs an mbid or a title" in done.stdout
+    unknown = await enrichment(settings_env, "timeline", "no-such-job")
+    assert unknown.returncode == 1
+    assert "no log entries" in unknown.stdout

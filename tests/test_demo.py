@@ -1,0 +1,60 @@
+"""The offline demo, end to end: `enrichment demo` as a newcomer runs it."""
+
+import asyncio
+import io
+import os
+import subprocess
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from service.config import Settings
+from service.demo.catalogue import DEMO_ALBUM_MBIDS, DEMO_ALBUM_QUERIES, DEMO_ARTIST_NAMES
+from service.demo.run import run_demo
+from tests.conftest import free_port
+
+ROOTS = len(DEMO_ALBUM_QUERIES) + len(DEMO_ALBUM_MBIDS) + len(DEMO_ARTIST_NAMES)
+
+
+async def test_demo_command_runs_end_to_end(
+    settings_env: dict[str, str], mongo: Any, settings: Settings
+) -> None:
+    env = {**os.environ, **settings_env, "COLUMNS": "200"}
+    for local_only in ("MUSICBRAINZ_BASE_URL", "COVERART_BASE_URL", "MUSICBRAINZ_RATE_LIMIT"):
+        env.pop(local_only)  # the demo points these at its own servers
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "service.cli", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "broker: Redis stream enrichment-demo-" in done.stdout
+    for title, _ in DEMO_ALBUM_QUERIES:
+        assert title in done.stdout
+
+    logs = mongo[settings.mongodb_db]["enrichment_logs"]
+    roots = [doc async for doc in logs.find({"isRootJob": True})]
+    assert len(roots) == ROOTS
+    statuses = {doc["entityName"]: doc["status"] for doc in roots}
+    assert statuses["Tidal Glass"] == "success"
+    assert statuses["The Album That Never Was — Nobody In Particular"] == "skipped"
+    failed = [doc async for doc in logs.find({"status": "failed"})]
+    assert {doc["entityName"] for doc in failed} == {"Static Orchard"}
+    # Flat lineage: every non-root entry points at one of the roots.
+    root_ids = {doc["jobId"] for doc in roots}
+    children = [doc async for doc in logs.find({"isRootJob": False})]
+    assert children
+    assert {doc["parentJobId"] for doc in children} <= root_ids
+
+
+async def test_demo_runs_without_redis(settings: Settings, mongo: Any) -> None:
+    offline = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    output = io.StringIO()
+    timelines = await run_demo(offline, Console(file=output, width=200))
+    assert "broker: in-process" in output.getvalue()
+    assert len(timelines) == ROOTS
+    assert all(t.entries for t in timelines)

@@ -1,0 +1,1 @@
+"""The Streamlit dashboard (lands with the dashboard issue)."""

@@ -34,6 +34,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def start_store_process(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    """`enrichment store` in a child process on `port`, its SQLite file in `data_dir`."""
+    env = {"ENRICHMENT_DATA_DIR": str(data_dir), "EMBEDDED_STORE_PORT": str(port)}
+    with (data_dir / "store.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "store"],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 30
+    while not is_listening(port):
+        assert process.poll() is None, (data_dir / "store.log").read_text()
+        assert time.monotonic() < deadline, "embedded store did not start"
+        time.sleep(0.05)
+    return process
+
+
+def stop_store_process(process: subprocess.Popen[bytes]) -> None:
+    """Stop a store started by `start_store_process`."""
+    process.terminate()
+    process.wait(10)
+
+
 @pytest.fixture(scope="session")
 def store_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """MongoDB when MONGODB_URL is set, else an embedded store in its own process and dir."""
@@ -41,23 +65,13 @@ def store_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         yield {"MONGODB_URL": os.environ["MONGODB_URL"]}
         return
     data_dir, port = tmp_path_factory.mktemp("store"), free_port()
-    env = {"ENRICHMENT_DATA_DIR": str(data_dir), "EMBEDDED_STORE_PORT": str(port)}
-    log = (data_dir / "store.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "store"],
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while not is_listening(port):
-        assert process.poll() is None, (data_dir / "store.log").read_text()
-        assert time.monotonic() < deadline, "embedded store did not start"
-        time.sleep(0.05)
-    yield {**env, "MONGODB_URL": f"mongodb://127.0.0.1:{port}/?directConnection=true"}
-    process.terminate()
-    process.wait(10)
-    log.close()
+    process = start_store_process(data_dir, port)
+    yield {
+        "ENRICHMENT_DATA_DIR": str(data_dir),
+        "EMBEDDED_STORE_PORT": str(port),
+        "MONGODB_URL": f"mongodb://127.0.0.1:{port}/?directConnection=true",
+    }
+    stop_store_process(process)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The store: indexes on the model, legacy logs, the embedded server's lifecycle."""
 
+import asyncio
 import os
 import signal
 import time
@@ -11,9 +12,10 @@ from bson import ObjectId
 
 from service.client import EnrichmentClient
 from service.config import Settings
-from service.models import EnrichmentLog
+from service.lineage import write_log
+from service.models import EnrichmentLog, LogEntry
 from service.store import connect_store, ensure_store, is_listening
-from tests.conftest import free_port
+from tests.conftest import free_port, start_store_process, stop_store_process
 
 LEGACY_LOGS: list[dict[str, Any]] = [
     # Written before lineage existed: no isRootJob, no parentJobId, no startedAt.
@@ -115,3 +117,27 @@ def _stop_store(settings: Settings) -> None:
     deadline = time.monotonic() + 10
     while is_listening(settings.embedded_store_port) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+async def test_log_write_survives_a_brief_store_outage(tmp_path: Path) -> None:
+    port = free_port()
+    settings = Settings.model_validate(
+        {
+            "MONGODB_URL": f"mongodb://127.0.0.1:{port}/?directConnection=true",
+            "MONGODB_DB": "outage",
+        }
+    )
+    process = start_store_process(tmp_path, port)
+    store = await connect_store(settings)
+    try:
+        stop_store_process(process)
+        entry = LogEntry(job_id="outage-job", is_root_job=True, status="success")
+        write = asyncio.create_task(write_log(entry, timeout=30))
+        await asyncio.sleep(1.0)
+        assert not write.done()  # still retrying: the job is not acknowledged meanwhile
+        process = start_store_process(tmp_path, port)
+        await asyncio.wait_for(write, timeout=30)
+        assert await EnrichmentLog.find({"jobId": "outage-job"}).count() == 1
+    finally:
+        await store.close()
+        stop_store_process(process)

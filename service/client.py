@@ -8,12 +8,13 @@ from typing import Any, Self
 
 from pydantic import ValidationError
 from pymongo import AsyncMongoClient
+from redis.exceptions import RedisError
 from taskiq import AsyncBroker
 
 from service import queries
 from service.broker import create_broker
-from service.config import Settings
-from service.errors import InvalidRequestError, WaitTimeoutError
+from service.config import Settings, redact_url
+from service.errors import BrokerUnavailableError, InvalidRequestError, WaitTimeoutError
 from service.lineage import kick_job
 from service.models import JobType
 from service.models.jobs import AlbumJob, ArtistJob, JobPayload
@@ -36,7 +37,12 @@ class EnrichmentClient:
         self._store = await connect_store(self.settings)
         if self._broker is None:
             self._broker = create_broker(self.settings)
-            await self._broker.startup()
+            try:
+                await self._broker.startup()
+            except (RedisError, OSError) as exc:
+                await self._store.close()
+                where = redact_url(self.settings.redis_url)
+                raise BrokerUnavailableError(f"cannot reach Redis at {where}: {exc}") from exc
         return self
 
     async def __aexit__(

@@ -106,3 +106,10 @@ class Settings(BaseSettings):
     def embedded_store_url(self) -> str:
         """The URI of the embedded store on loopback."""
         return f"mongodb://127.0.0.1:{self.embedded_store_port}/?directConnection=true"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any user:password replaced, fit for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    _, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}***@{host}" if at else url

@@ -21,6 +21,10 @@ class StoreUnavailableError(RetryableError):
     """The document store could not be reached."""
 
 
+class BrokerUnavailableError(RetryableError):
+    """The message broker (Redis) could not be reached."""
+
+
 class ProviderError(EnrichmentError):
     """An external API answered with an error that a retry will not fix."""
 

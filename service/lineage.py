@@ -14,11 +14,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure
+from redis.exceptions import RedisError
 from taskiq import AsyncBroker, Context
 from taskiq.kicker import AsyncKicker
 from tenacity import (
@@ -30,6 +32,7 @@ from tenacity import (
 
 from service.config import Settings
 from service.errors import (
+    BrokerUnavailableError,
     EnrichmentError,
     InvalidRequestError,
     JobCancelledError,
@@ -104,7 +107,10 @@ async def kick_job(
 ) -> None:
     """Send one job message: `job_type`'s task, with this task id, payload and labels."""
     kicker: AsyncKicker[Any, Any] = AsyncKicker(job_type, broker, {**TASK_LABELS, **(labels or {})})
-    await kicker.with_task_id(job_id).kiq(job=payload)
+    try:
+        await kicker.with_task_id(job_id).kiq(job=payload)
+    except (RedisError, OSError) as exc:
+        raise BrokerUnavailableError(f"could not send {job_type} job {job_id}: {exc}") from exc
 
 
 def child_job_id(parent_job_id: str, index: int, job_type: str) -> str:
@@ -209,7 +215,7 @@ class JobRunner:
         self,
         run: JobRun[Any],
         parent_job_id: str | None,
-        started: Any,
+        started: datetime,
         clock: float,
         error: BaseException | None,
     ) -> None:

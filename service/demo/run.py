@@ -9,7 +9,7 @@ from rich.console import Console
 
 from service.broker import create_broker, in_process_worker
 from service.client import EnrichmentClient
-from service.config import Settings
+from service.config import Settings, redact_url
 from service.demo.catalogue import (
     DEMO_ALBUM_MBIDS,
     DEMO_ALBUM_QUERIES,
@@ -62,7 +62,7 @@ async def run_demo(settings: Settings, console: Console) -> list[Timeline]:
     store_url = ensure_store(settings)
     use_redis = await redis_reachable(settings.redis_url)
     queue_name = f"enrichment-demo-{uuid.uuid4().hex[:8]}"
-    console.print(f"store: {_redact(store_url)}")
+    console.print(f"store: {redact_url(store_url)}")
     console.print(f"broker: {'Redis stream ' + queue_name if use_redis else 'in-process'}")
     with LocalProviders(musicbrainz_rate_per_second=DEMO_SERVER_RATE) as local:
         config = demo_settings(settings, local, queue_name=queue_name, use_redis=use_redis)
@@ -100,10 +100,3 @@ async def _drop_stream(redis_url: str, queue_name: str) -> None:
         await redis.delete(queue_name)
     finally:
         await redis.aclose()
-
-
-def _redact(url: str) -> str:
-    # A MongoDB URI may carry a password: never print it.
-    scheme, sep, rest = url.partition("://")
-    _, at, host = rest.rpartition("@")
-    return f"{scheme}{sep}***@{host}" if at else url

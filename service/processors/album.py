@@ -22,10 +22,8 @@ async def enrich_album(job: AlbumJob, run: JobRun[AlbumDetails], providers: Prov
 
     details.requests += 1
     cover = await providers.coverart.front_image_url(group.id)
-    details.cover_art_url, details.cover_art_status = (
-        cover,
-        "found" if cover else "none",
-    )
+    details.cover_art_url = cover
+    details.cover_art_status = "found" if cover else "none"
     run.fields_enriched = await update_entity(Album, group.id, _album_fields(group, cover))
 
     credited = {credit.artist.id: credit.artist.name for credit in group.artist_credit}

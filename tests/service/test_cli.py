@@ -65,3 +65,11 @@ async def test_bad_input_is_a_clear_error(
     unknown = await enrichment(settings_env, "timeline", "no-such-job")
     assert unknown.returncode == 1
     assert "no log entries" in unknown.stdout
+
+
+async def test_unreachable_redis_is_a_clear_error(settings_env: dict[str, str], mongo: Any) -> None:
+    env = {**settings_env, "REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"}
+    done = await enrichment(env, "kick", "artist", "--name", "Mira Kestrel")
+    assert done.returncode == 1
+    assert "error: cannot reach Redis at redis://***@127.0.0.1:1/0" in done.stdout
+    assert "hunter2" not in done.stdout + done.stderr

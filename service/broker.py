@@ -1,11 +1,12 @@
 """The broker: taskiq-redis streams (acknowledged, reclaimed when idle) or in-process."""
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
-from taskiq import AsyncBroker, InMemoryBroker, TaskiqEvents, TaskiqState
+from redis.asyncio import Redis
+from taskiq import AckableMessage, AsyncBroker, InMemoryBroker, TaskiqEvents, TaskiqState
 from taskiq.api import run_receiver_task
 from taskiq_redis import RedisStreamBroker
 
@@ -14,8 +15,45 @@ from service.lineage import JobRunner, JobSpec
 from service.resources import open_resources
 from service.tasks import JOB_SPECS, register_tasks
 
-# Seconds a lock on the reclaim of idle messages may be held by a worker that died.
-AUTOCLAIM_LOCK_TIMEOUT = 30
+# XREADGROUP's reply: [(stream, [(message id, {field: value})])].
+StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None
+
+
+class ReclaimingStreamBroker(RedisStreamBroker):
+    """A `RedisStreamBroker` that also reclaims idle messages while the stream is quiet.
+
+    taskiq-redis 1.2 runs its XAUTOCLAIM only after a read that returned new messages, so a
+    message left unacknowledged by a dead or stopped worker waits for the next kick, however
+    long that takes. This loop reclaims after every read, empty or not.
+    """
+
+    async def listen(self) -> AsyncGenerator[AckableMessage]:
+        """Yield new messages, then messages other consumers left idle too long."""
+        async with Redis(connection_pool=self.connection_pool) as redis:
+            while True:
+                fetched: StreamReply = await redis.xreadgroup(  # type: ignore[assignment]
+                    self.consumer_group_name,
+                    self.consumer_name,
+                    {self.queue_name: ">"},
+                    block=self.block,
+                    count=self.count,
+                )
+                for _stream, messages in fetched or ():
+                    for message_id, fields in messages:
+                        yield self._ackable(message_id, fields)
+                _next, claimed, _deleted = await redis.xautoclaim(
+                    self.queue_name,
+                    self.consumer_group_name,
+                    self.consumer_name,
+                    min_idle_time=self.idle_timeout,
+                    count=self.unacknowledged_batch_size,
+                )
+                for message_id, fields in claimed:
+                    yield self._ackable(message_id, fields)
+
+    def _ackable(self, message_id: bytes, fields: dict[bytes, bytes]) -> AckableMessage:
+        ack = self._ack_generator(id=message_id.decode(), queue_name=self.queue_name)
+        return AckableMessage(data=fields[b"data"], ack=ack)
 
 
 def create_broker(
@@ -29,12 +67,11 @@ def create_broker(
     if in_memory:
         broker = InMemoryBroker(await_inplace=False)
     else:
-        broker = RedisStreamBroker(
+        broker = ReclaimingStreamBroker(
             settings.redis_url,
             queue_name=settings.queue_name,
             consumer_group_name=settings.queue_name,
             idle_timeout=settings.redelivery_idle_ms,
-            unacknowledged_lock_timeout=AUTOCLAIM_LOCK_TIMEOUT,
             xread_block=1000,
         )
     register_tasks(broker, specs)

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -48,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(command=_demo)
 
     store = commands.add_parser("store", help="serve the embedded store (SQLite-backed)")
+    store.add_argument("--port", type=int, help="instead of EMBEDDED_STORE_PORT")
+    store.add_argument("--data-dir", type=Path, help="instead of ENRICHMENT_DATA_DIR")
     store.set_defaults(command=_store)
 
     worker = commands.add_parser("worker", help="run Taskiq workers for the enrichment tasks")
@@ -98,9 +101,10 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _store(args: argparse.Namespace, settings: Settings) -> int:
+    overrides = {"embedded_store_port": args.port, "data_dir": args.data_dir}
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     if settings.mongodb_url:
-        console.print("MONGODB_URL is set: the embedded store is not used.")
-        return 0
+        console.print("note: MONGODB_URL is set, so the other commands use that server instead.")
     if is_listening(settings.embedded_store_port):
         console.print(f"already serving: {settings.embedded_store_url}")
         return 0

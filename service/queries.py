@@ -20,21 +20,39 @@ async def timeline(root_id: str) -> Timeline:
 
 
 async def roots(
-    *,
-    limit: int = 50,
-    skip: int = 0,
-    status: str | None = None,
-    job_type: str | None = None,
+    *, limit: int = 50, skip: int = 0, status: str | None = None, job_type: str | None = None
 ) -> list[RootSummary]:
-    """Root jobs, newest first, each with its family roll-up (two queries in all)."""
+    """Root jobs by latest activity, one per job (its latest attempt), with family roll-ups."""
+    page = await _latest_root_attempts(limit=limit, skip=skip, status=status, job_type=job_type)
+    rollups = await _rollups([entry.job_id for entry in page if entry.job_id])
+    return [RootSummary(root=entry, **rollups.get(entry.job_id or "", {})) for entry in page]
+
+
+async def _latest_root_attempts(
+    *, limit: int, skip: int, status: str | None, job_type: str | None
+) -> list[LogEntry]:
+    # One index-ordered cursor over root logs, newest first. A retried root has one log per
+    # attempt and its latest attempt started last, so the first log seen of each job is the
+    # one that counts; the status filter applies to it, not to earlier attempts.
     query: dict[str, Any] = {"isRootJob": True}
-    if status is not None:
-        query["status"] = str(status)
     if job_type is not None:
         query["jobType"] = str(job_type)
-    found = await _find(query, sort=[("startedAt", -1)], limit=limit, skip=skip)
-    rollups = await _rollups([entry.job_id for entry in found if entry.job_id])
-    return [RootSummary(root=entry, **rollups.get(entry.job_id or "", {})) for entry in found]
+    seen: set[str] = set()
+    matching: list[LogEntry] = []
+    cursor = EnrichmentLog.get_pymongo_collection().find(query, sort=[("startedAt", -1)])
+    try:
+        async for document in cursor:
+            entry = LogEntry.model_validate(document)
+            if entry.job_id in seen:
+                continue
+            seen.add(entry.job_id or "")
+            if status is None or entry.status == status:
+                matching.append(entry)
+                if len(matching) >= skip + limit:
+                    break
+    finally:
+        await cursor.close()
+    return matching[skip:]
 
 
 async def _rollups(root_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -85,13 +103,16 @@ def latest_attempts(entries: list[LogEntry]) -> dict[str, LogEntry]:
 def pending_jobs(root_id: str, entries: list[LogEntry], max_attempts: int) -> list[str]:
     """Job ids reachable from the root through `spawnedJobIds` that are not finished yet."""
     latest = latest_attempts(entries)
+    spawned: dict[str, set[str]] = {}
+    for entry in entries:  # every attempt's children: an earlier attempt may have spawned some
+        spawned.setdefault(entry.job_id or "", set()).update(entry.spawned_job_ids)
     pending, seen, frontier = [], {root_id}, [root_id]
     while frontier:
         job_id = frontier.pop()
-        entry = latest.get(job_id)
-        if entry is None or not entry.is_terminal(max_attempts):
+        last = latest.get(job_id)
+        if last is None or not last.is_terminal(max_attempts):
             pending.append(job_id)
-        for child in entry.spawned_job_ids if entry else []:
+        for child in sorted(spawned.get(job_id, ())):
             if child not in seen:
                 seen.add(child)
                 frontier.append(child)

@@ -38,6 +38,16 @@ def ensure_store(settings: Settings) -> str:
     return settings.embedded_store_url
 
 
+def store_command(settings: Settings) -> list[str]:
+    """The command line that serves this embedded store."""
+    return [
+        sys.executable,
+        *("-m", "service.cli", "store"),
+        *("--port", str(settings.embedded_store_port)),
+        *("--data-dir", str(settings.data_dir)),
+    ]
+
+
 def _spawn_embedded_store(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.data_dir / "store.log"
@@ -49,13 +59,8 @@ def _spawn_embedded_store(settings: Settings) -> None:
         # restarts. No Popen object: nothing here will ever wait for it.
         os.posix_spawn(
             sys.executable,
-            [sys.executable, "-m", "service.cli", "store"],
-            # The child reads its settings from the environment: hand it this store's.
-            {
-                **os.environ,
-                "ENRICHMENT_DATA_DIR": str(settings.data_dir),
-                "EMBEDDED_STORE_PORT": str(settings.embedded_store_port),
-            },
+            store_command(settings),
+            os.environ,
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_DUP2, log_fd, 1),

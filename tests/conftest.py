@@ -3,7 +3,6 @@
 import os
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,7 +18,7 @@ from service.client import EnrichmentClient
 from service.config import Settings
 from service.demo.providers import LocalProviders
 from service.lineage import JobSpec
-from service.store import is_listening, make_mongo_client
+from service.store import is_listening, make_mongo_client, store_command
 from service.tasks import JOB_SPECS
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -36,11 +35,12 @@ def free_port() -> int:
 
 def start_store_process(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     """`enrichment store` in a child process on `port`, its SQLite file in `data_dir`."""
-    env = {"ENRICHMENT_DATA_DIR": str(data_dir), "EMBEDDED_STORE_PORT": str(port)}
+    settings = Settings.model_validate(
+        {"ENRICHMENT_DATA_DIR": data_dir, "EMBEDDED_STORE_PORT": port}
+    )
     with (data_dir / "store.log").open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "store"],
-            env={**os.environ, **env},
+            store_command(settings),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -105,7 +105,7 @@ def settings_env(
 
 @pytest.fixture
 def settings(settings_env: dict[str, str]) -> Settings:
-    """Settings built from the test environment (no `.env`, no ambient variables)."""
+    """Settings built from the test environment (explicit values win over ambient ones)."""
     return Settings.model_validate(settings_env)
 
 

@@ -5,10 +5,11 @@ import time
 import pytest
 
 from service.client import EnrichmentClient
-from service.demo.catalogue import ALBUMS
+from service.demo.catalogue import ALBUMS, ARTISTS
 from service.demo.providers import LocalProviders
 from service.errors import WaitTimeoutError
-from service.queries import latest_attempts
+from service.models import JobError, LogEntry
+from service.queries import latest_attempts, pending_jobs
 
 
 async def test_wait_returns_only_when_every_spawned_job_is_terminal(
@@ -24,7 +25,7 @@ async def test_wait_returns_only_when_every_spawned_job_is_terminal(
     assert all(latest[job].is_terminal(client.settings.job_max_attempts) for job in spawned)
 
 
-async def test_wait_follows_slow_grandchildren(
+async def test_wait_follows_slow_children(
     client: EnrichmentClient, providers: LocalProviders
 ) -> None:
     # The root finishes at once; its children are held back by MusicBrainz 503s.
@@ -68,3 +69,33 @@ async def test_timeline_is_root_first_then_by_start(client: EnrichmentClient) ->
     starts = [entry.started_at for entry in timeline.children]
     assert starts == sorted(s for s in starts if s is not None)
     assert [e.job_id for e in timeline.entries] == [e.job_id for e in family.entries]
+
+
+async def test_a_retried_root_is_listed_once_by_its_latest_attempt(
+    client: EnrichmentClient, providers: LocalProviders
+) -> None:
+    flaky = ARTISTS["Harbor Lights"].mbid
+    providers.fail(f"/ws/2/artist/{flaky}", 500, times=client.settings.provider_retry_attempts)
+    recovered = await client.kick_artist(mbid=flaky)
+    await client.wait_for_root(recovered, timeout=30)
+    broken = await client.kick_artist(mbid=ARTISTS["Static Orchard"].mbid)
+    await client.wait_for_root(broken, timeout=30)
+
+    roots = await client.roots()
+    assert [(r.root.job_id, r.root.attempt, r.root.status) for r in roots] == [
+        (broken, client.settings.job_max_attempts, "failed"),
+        (recovered, 2, "success"),
+    ]
+    assert [r.root.job_id for r in await client.roots(status="failed")] == [broken]
+    assert [r.root.job_id for r in await client.roots(status="success")] == [recovered]
+    assert [r.root.job_id for r in await client.roots(skip=1)] == [recovered]
+
+
+def test_pending_follows_children_of_every_attempt() -> None:
+    first = LogEntry(job_id="r", attempt=1, status="failed", spawned_job_ids=["a"],
+                     error=JobError(type="X", message="", retryable=True))  # fmt: skip
+    last = LogEntry(job_id="r", attempt=2, status="failed",
+                    error=JobError(type="X", message="", retryable=False))  # fmt: skip
+    assert pending_jobs("r", [first, last], max_attempts=3) == ["a"]
+    child = LogEntry(job_id="a", attempt=1, status="success")
+    assert pending_jobs("r", [first, last, child], max_attempts=3) == []

@@ -18,6 +18,7 @@ from service.render import roots_table, timeline_table
 from service.store import ensure_store, is_listening, serve_embedded_store
 
 console = Console()
+type Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int] | int]
 
 
@@ -44,23 +45,26 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_service_commands(commands)
+    _add_kick_commands(commands.add_parser("kick", help="start a root job, print its job id"))
+    _add_read_commands(commands)
+    return parser
 
+
+def _add_service_commands(commands: Subparsers) -> None:
     demo = commands.add_parser("demo", help="run the offline demo on the embedded defaults")
     demo.set_defaults(command=_demo)
-
     store = commands.add_parser("store", help="serve the embedded store (SQLite-backed)")
     store.add_argument("--port", type=int, help="instead of EMBEDDED_STORE_PORT")
     store.add_argument("--data-dir", type=Path, help="instead of ENRICHMENT_DATA_DIR")
     store.set_defaults(command=_store)
-
     worker = commands.add_parser("worker", help="run Taskiq workers for the enrichment tasks")
     worker.add_argument("--workers", type=int, default=2, help="worker processes")
-    worker.add_argument(
-        "--max-async-tasks", type=int, default=20, help="concurrent jobs per process"
-    )
+    worker.add_argument("--max-async-tasks", type=int, default=20, help="jobs at once, each")
     worker.set_defaults(command=_worker)
 
-    kick = commands.add_parser("kick", help="start a root job and print its job id")
+
+def _add_kick_commands(kick: argparse.ArgumentParser) -> None:
     kinds = kick.add_subparsers(required=True, metavar="KIND")
     album = kinds.add_parser("album", help="enrich an album")
     album.add_argument("--mbid", help="MusicBrainz release-group id")
@@ -73,22 +77,19 @@ def _parser() -> argparse.ArgumentParser:
     artist.set_defaults(command=_kick_artist)
     for sub in (album, artist):
         sub.add_argument(
-            "--wait",
-            type=float,
-            metavar="SECONDS",
-            help="wait for the family, print its timeline",
+            "--wait", type=float, metavar="SECONDS", help="wait for the family, show its timeline"
         )
 
+
+def _add_read_commands(commands: Subparsers) -> None:
     roots = commands.add_parser("roots", help="list root jobs, newest first")
     roots.add_argument("--limit", type=int, default=20)
     roots.add_argument("--status", choices=["success", "failed", "skipped"])
     roots.add_argument("--job-type")
     roots.set_defaults(command=_roots)
-
     timeline = commands.add_parser("timeline", help="show a root job's family timeline")
     timeline.add_argument("job_id", metavar="JOB_ID")
     timeline.set_defaults(command=_timeline)
-    return parser
 
 
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -128,6 +129,12 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         str(args.workers),
         "--max-async-tasks",
         str(args.max_async_tasks),
+        # Our shutdown handler gives running jobs SHUTDOWN_GRACE_SECONDS, then cancels and logs
+        # the rest: taskiq must not wait on its own, and must leave the handler time to finish.
+        "--wait-tasks-timeout",
+        "0",
+        "--shutdown-timeout",
+        str(settings.shutdown_grace_seconds + settings.log_write_timeout_seconds + 5),
     ]
     os.execv(sys.executable, command)  # noqa: S606 - replace this process with taskiq's
 

@@ -11,6 +11,8 @@ from service import __version__
 DEFAULT_USER_AGENT = (
     f"MusicCatalogueEnrichment/{__version__} ( https://github.com/music-catalogue/enrichment )"
 )
+# Job retries back off exponentially up to this many seconds (plus jitter).
+MAX_RETRY_DELAY_SECONDS = 60.0
 
 
 class Settings(BaseSettings):
@@ -70,16 +72,29 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _redeliver_only_idle_jobs(self) -> "Settings":
-        # A message idle longer than REDELIVERY_IDLE_MS is reclaimed by another worker: a job
-        # allowed to run longer than that would run twice at once.
-        if self.redelivery_idle_ms < self.job_timeout_seconds * 1000:
-            raise ValueError("REDELIVERY_IDLE_MS must be at least JOB_TIMEOUT_SECONDS × 1000")
+        # A message idle longer than REDELIVERY_IDLE_MS is reclaimed by another worker. A worker
+        # holds a message while the job runs, its log is written and its retry waits: if that
+        # can take longer, one attempt could run twice at once.
+        held = self.job_timeout_seconds + self.log_write_timeout_seconds
+        held += self.retry_delay(self.job_max_attempts) + self.job_retry_delay_seconds
+        if self.redelivery_idle_ms < held * 1000:
+            raise ValueError(
+                f"REDELIVERY_IDLE_MS must be at least {held * 1000:.0f}: JOB_TIMEOUT_SECONDS + "
+                "LOG_WRITE_TIMEOUT_SECONDS + the longest retry delay, in milliseconds"
+            )
         return self
 
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds to wait before the attempt after `attempt` (exponential, capped; no jitter)."""
+        exponential: float = self.job_retry_delay_seconds * 2 ** (attempt - 1)
+        return min(exponential, MAX_RETRY_DELAY_SECONDS)
+
     @model_validator(mode="after")
-    def _default_image_cache(self) -> "Settings":
-        if self.image_cache_dir is None:
-            object.__setattr__(self, "image_cache_dir", self.data_dir / "images")
+    def _absolute_paths(self) -> "Settings":
+        # Absolute, so a store or worker started from another directory finds the same files.
+        object.__setattr__(self, "data_dir", self.data_dir.resolve())
+        cache = self.image_cache_dir or self.data_dir / "images"
+        object.__setattr__(self, "image_cache_dir", cache.resolve())
         return self
 
     @property

@@ -13,6 +13,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -133,6 +134,7 @@ class JobRunner:
         self._resources = resources
         self._worker = WorkerInfo(host=socket.gethostname(), pid=os.getpid())
         self._running: set[asyncio.Task[Any]] = set()
+        self._writes: set[asyncio.Future[None]] = set()
 
     async def run(self, spec: JobSpec[Any, Any], raw_payload: Any, context: Context) -> None:
         """Run one attempt of `spec` for a received message, then acknowledge it."""
@@ -153,6 +155,8 @@ class JobRunner:
             task.cancel()
         if leftover:
             await asyncio.wait(leftover)
+        if self._writes:  # cancellation logs still being written
+            await asyncio.wait(set(self._writes))
 
     async def _attempt(self, spec: JobSpec[Any, Any], raw_payload: Any, context: Context) -> None:
         message = context.message
@@ -165,10 +169,14 @@ class JobRunner:
         try:
             error = await self._execute(spec, raw_payload, run)
         except asyncio.CancelledError:
-            # Shutdown mid-job: log it, leave the message unacknowledged for redelivery.
+            # Shutdown mid-job: log it, leave the message unacknowledged for redelivery. The
+            # write runs as its own task, so a second cancel cannot cut it short.
             cancelled = JobCancelledError("the worker shut down before the job finished")
-            with anyio.CancelScope(shield=True):
-                await self._log(run, parent_job_id, started, clock, cancelled)
+            write = asyncio.ensure_future(self._log(run, parent_job_id, started, clock, cancelled))
+            self._writes.add(write)
+            write.add_done_callback(self._writes.discard)
+            with suppress(asyncio.CancelledError):
+                await asyncio.shield(write)
             raise
         await self._log(run, parent_job_id, started, clock, error)
         retryable = error is not None and describe_error(error).retryable
@@ -246,8 +254,8 @@ class JobRunner:
         # Hand-written rather than taskiq's SmartRetryMiddleware: that middleware re-kicks
         # after the task returned (so after our manual ack) and RedisStreamBroker ignores
         # its `delay` label. Here the retry is kicked, delayed, before the message is acked.
-        base = self._settings.job_retry_delay_seconds
-        delay = min(base * 2 ** (attempt - 1), 300.0) + random.uniform(0, base)  # noqa: S311 - jitter, not crypto
+        jitter = random.uniform(0, self._settings.job_retry_delay_seconds)  # noqa: S311 - not crypto
+        delay = self._settings.retry_delay(attempt) + jitter
         logger.info(
             "retrying %s in %.1fs (attempt %d)",
             context.message.task_id,

@@ -99,7 +99,8 @@ def settings_env(
         "JOB_RETRY_DELAY_SECONDS": "0.05",
         "PROVIDER_BACKOFF_SECONDS": "0.05",
         "REDELIVERY_IDLE_MS": "3000",
-        "JOB_TIMEOUT_SECONDS": "2.5",
+        "JOB_TIMEOUT_SECONDS": "1.5",
+        "LOG_WRITE_TIMEOUT_SECONDS": "1",
     }
 
 

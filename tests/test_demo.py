@@ -3,8 +3,10 @@
 import asyncio
 import io
 import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -12,6 +14,7 @@ from rich.console import Console
 from service.config import Settings
 from service.demo.catalogue import DEMO_ALBUM_MBIDS, DEMO_ALBUM_QUERIES, DEMO_ARTIST_NAMES
 from service.demo.run import run_demo
+from service.store import make_mongo_client
 from tests.conftest import free_port
 
 ROOTS = len(DEMO_ALBUM_QUERIES) + len(DEMO_ALBUM_MBIDS) + len(DEMO_ARTIST_NAMES)
@@ -51,10 +54,33 @@ async def test_demo_command_runs_end_to_end(
     assert {doc["parentJobId"] for doc in children} <= root_ids
 
 
-async def test_demo_runs_without_redis(settings: Settings, mongo: Any) -> None:
-    offline = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+async def test_demo_without_redis_or_mongodb_starts_its_own_store(tmp_path: Path) -> None:
+    # Nothing configured but an unused Redis port: in-process broker, embedded store started
+    # on demand in the background, data left behind in its SQLite file.
+    settings = Settings.model_validate(
+        {
+            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "ENRICHMENT_DATA_DIR": str(tmp_path),
+            "EMBEDDED_STORE_PORT": str(free_port()),
+        }
+    )
+    assert settings.mongodb_url is None
     output = io.StringIO()
-    timelines = await run_demo(offline, Console(file=output, width=200))
+    try:
+        timelines = await run_demo(settings, Console(file=output, width=200))
+        statuses = {t.root[-1].entity_name: t.root[-1].status for t in timelines if t.root}
+        store = make_mongo_client(settings.embedded_store_url)
+        roots = await store[settings.mongodb_db]["enrichment_logs"].count_documents(
+            {"isRootJob": True}
+        )
+        await store.close()
+    finally:
+        if settings.store_pid_path.exists():
+            os.kill(int(settings.store_pid_path.read_text()), signal.SIGTERM)
     assert "broker: in-process" in output.getvalue()
     assert len(timelines) == ROOTS
-    assert all(t.entries for t in timelines)
+    assert roots >= ROOTS  # a retried root has one log per attempt
+    assert statuses["Tidal Glass"] == "success"
+    assert statuses["Mira Kestrel"] == "success"
+    assert statuses["The Album That Never Was — Nobody In Particular"] == "skipped"
+    assert (tmp_path / "store.sqlite").exists()

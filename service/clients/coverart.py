@@ -1,11 +1,9 @@
 """Cover Art Archive: the front image of a release group."""
 
-from typing import Any
-
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from service.clients.http import raise_for_status
+from service.clients.http import json_object, raise_for_status
 from service.errors import NotFoundError, ProviderUnavailableError
 
 PROVIDER = "Cover Art Archive"
@@ -39,7 +37,7 @@ class CoverArtClient:
             raise_for_status(PROVIDER, response)
         except NotFoundError:
             return None
-        body: Any = response.json()
+        body = json_object(PROVIDER, response)
         images = [CoverImage.model_validate(item) for item in body.get("images", [])]
         front = next((img for img in images if img.front or "Front" in img.types), None)
         return front.image if front else None

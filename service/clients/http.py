@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
 
@@ -71,3 +72,14 @@ def _error_message(response: httpx.Response) -> str:
             if isinstance(body.get(key), str):
                 return str(body[key])
     return response.reason_phrase or "error"
+
+
+def json_object(provider: str, response: httpx.Response) -> dict[str, Any]:
+    """The response's JSON object; a body that is not one is a (transient) provider fault."""
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise ProviderUnavailableError(provider, "response is not JSON") from exc
+    if not isinstance(body, dict):
+        raise ProviderUnavailableError(provider, "response is not a JSON object")
+    return body

@@ -14,7 +14,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from service.clients.http import raise_for_status
+from service.clients.http import json_object, raise_for_status
 from service.clients.ratelimit import SharedRateLimiter
 from service.errors import InvalidRequestError, ProviderUnavailableError
 
@@ -186,10 +186,7 @@ class MusicBrainzClient:
         except httpx.TransportError as exc:
             raise ProviderUnavailableError(PROVIDER, f"{type(exc).__name__}: {exc}") from exc
         raise_for_status(PROVIDER, response)
-        body = response.json()
-        if not isinstance(body, dict):
-            raise ProviderUnavailableError(PROVIDER, "unexpected response body")
-        return body
+        return json_object(PROVIDER, response)
 
     def _wait(self, state: RetryCallState) -> float:
         # Over the limit MusicBrainz answers 503 to every request from the IP: back off

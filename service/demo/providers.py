@@ -55,6 +55,7 @@ class LocalProviders:
         self.musicbrainz_rate_per_second = musicbrainz_rate_per_second
         self.requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
+        self._stalls: dict[str, float] = {}
         self._recent: deque[float] = deque()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -95,6 +96,11 @@ class LocalProviders:
         with self._lock:
             self._faults.append(Fault(path_contains, status, times, headers))
 
+    def stall(self, path_contains: str, seconds: float) -> None:
+        """Hold every answer to a path containing the text for `seconds` (a slow provider)."""
+        with self._lock:
+            self._stalls[path_contains] = seconds
+
     def musicbrainz_requests(self) -> list[RecordedRequest]:
         """Every request made to the MusicBrainz routes."""
         return [r for r in self.requests if r.path.startswith("/ws/2/")]
@@ -109,6 +115,9 @@ class LocalProviders:
     def _route(self, path: str, query: dict[str, str], user_agent: str) -> Answer:
         if not user_agent or user_agent.lower().startswith(GENERIC_AGENTS):
             return 403, {"error": "A specific User-Agent is required."}, {}
+        with self._lock:
+            stall = max((s for text, s in self._stalls.items() if text in path), default=0.0)
+        time.sleep(stall)  # each request has its own server thread
         fault = self._take_fault(path)
         if fault is not None:
             return fault.status, {"error": "Injected failure"}, fault.headers

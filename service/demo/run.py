@@ -1,5 +1,6 @@
 """`enrichment demo`: real job chains against local provider servers, no network needed."""
 
+import asyncio
 import logging
 import uuid
 
@@ -59,7 +60,7 @@ async def redis_reachable(url: str) -> bool:
 
 async def run_demo(settings: Settings, console: Console) -> list[Timeline]:
     """Kick the demo roots, wait for every family and print each timeline."""
-    store_url = ensure_store(settings)
+    store_url = await asyncio.to_thread(ensure_store, settings)
     use_redis = await redis_reachable(settings.redis_url)
     queue_name = f"enrichment-demo-{uuid.uuid4().hex[:8]}"
     console.print(f"store: {redact_url(store_url)}")

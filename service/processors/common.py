@@ -4,9 +4,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from beanie import Document
+from pymongo.errors import ConnectionFailure
 
 from service.clients.musicbrainz import Tag
-from service.errors import NotFoundError
+from service.errors import NotFoundError, StoreUnavailableError
 from service.models.base import utc_now
 from service.models.logs import MusicBrainzDetails
 
@@ -78,7 +79,10 @@ def tag_names(tags: list[Tag]) -> list[str]:
 async def update_entity(model: type[Document], mbid: str, fields: dict[str, Any]) -> list[str]:
     """Upsert the catalogue document with this MBID; return the names of the fields written."""
     written = {key: value for key, value in fields.items() if value not in (None, [], "")}
-    await model.get_pymongo_collection().update_one(
-        {"mbid": mbid}, {"$set": {**written, "enrichedAt": utc_now()}}, upsert=True
-    )
+    try:
+        await model.get_pymongo_collection().update_one(
+            {"mbid": mbid}, {"$set": {**written, "enrichedAt": utc_now()}}, upsert=True
+        )
+    except ConnectionFailure as exc:
+        raise StoreUnavailableError(f"could not update {model.__name__} {mbid}: {exc}") from exc
     return sorted(written)

@@ -185,6 +185,7 @@ class TestTimeout:
         return {
             **settings_env,
             "JOB_TIMEOUT_SECONDS": "0.3",
+            "LOG_WRITE_TIMEOUT_SECONDS": "0.5",
             "REDELIVERY_IDLE_MS": "1000",
             "JOB_MAX_ATTEMPTS": "2",
         }

@@ -22,17 +22,19 @@ RATE = 4
 @pytest.fixture
 def settings_env(settings_env: dict[str, str], providers: LocalProviders) -> dict[str, str]:
     providers.musicbrainz_rate_per_second = RATE
-    return {**settings_env, "MUSICBRAINZ_RATE_LIMIT": f"{RATE}/second"}
+    # Jobs queue for the shared limit here: give them time.
+    return {
+        **settings_env,
+        "MUSICBRAINZ_RATE_LIMIT": f"{RATE}/second",
+        "JOB_TIMEOUT_SECONDS": "20",
+        "REDELIVERY_IDLE_MS": "30000",
+    }
 
 
-@pytest.fixture
-def worker_log(
-    settings_env: dict[str, str], mongo: Any, redis: Any, tmp_path: Path
-) -> Iterator[Path]:
-    """`enrichment worker --workers 2` in its own process group; yields its log file."""
-    log_path = tmp_path / "worker.log"
+def start_worker(env: dict[str, str], log_path: Path, processes: int) -> subprocess.Popen[bytes]:
+    """`enrichment worker` in its own process group, logging to `log_path`."""
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -41,16 +43,30 @@ def worker_log(
                 "INFO",
                 "worker",
                 "--workers",
-                "2",
+                str(processes),
             ],
-            env={**os.environ, **settings_env},
+            env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        yield log_path
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the worker's process group and wait for it."""
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(30)
+
+
+@pytest.fixture
+def worker_log(
+    settings_env: dict[str, str], mongo: Any, redis: Any, tmp_path: Path
+) -> Iterator[Path]:
+    """Two worker processes on the test's stream; yields their log file."""
+    log_path = tmp_path / "worker.log"
+    process = start_worker(settings_env, log_path, 2)
+    yield log_path
+    stop_worker(process)
 
 
 async def wait_until_listening(log_path: Path, processes: int) -> None:
@@ -85,3 +101,29 @@ async def test_two_worker_processes_share_the_musicbrainz_limit(
     times = sorted(call.at for call in calls)
     busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
     assert busiest <= RATE
+
+
+async def test_shutdown_cancels_logs_and_leaves_the_job_for_redelivery(
+    settings_env: dict[str, str], providers: LocalProviders, mongo: Any, redis: Any, tmp_path: Path
+) -> None:
+    env = {**settings_env, "SHUTDOWN_GRACE_SECONDS": "0.5"}
+    settings = Settings.model_validate(env)
+    providers.stall("/ws/2/artist/", 30)
+    log_path = tmp_path / "worker.log"
+    process = start_worker(env, log_path, 1)
+    try:
+        await wait_until_listening(log_path, 1)
+        async with EnrichmentClient(settings) as client:
+            job_id = await client.kick_artist(mbid=ARTISTS["Vela Nord"].mbid)
+            await asyncio.sleep(1.0)  # the job is now waiting on the stalled provider
+            await asyncio.to_thread(stop_worker, process)
+            [entry] = (await client.timeline(job_id)).root
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert entry.status == "failed"
+    assert entry.error is not None
+    assert entry.error.type == "JobCancelledError"
+    assert entry.error.retryable is True
+    pending = await redis.xpending(settings.queue_name, settings.queue_name)
+    assert pending["pending"] == 1  # not acknowledged: another worker will reclaim it

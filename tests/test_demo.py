@@ -59,6 +59,7 @@ async def test_demo_without_redis_or_mongodb_starts_its_own_store(tmp_path: Path
     # on demand in the background, data left behind in its SQLite file.
     settings = Settings.model_validate(
         {
+            "MONGODB_URL": None,  # the embedded store, even when the suite runs on MongoDB
             "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
             "ENRICHMENT_DATA_DIR": str(tmp_path),
             "EMBEDDED_STORE_PORT": str(free_port()),

@@ -71,7 +71,11 @@ async def test_legacy_logs_load_and_query(
 
 def test_ensure_store_starts_one_and_data_survives_restart(tmp_path: Path) -> None:
     settings = Settings.model_validate(
-        {"ENRICHMENT_DATA_DIR": str(tmp_path), "EMBEDDED_STORE_PORT": str(free_port())}
+        {
+            "MONGODB_URL": None,  # the embedded store, even when the suite runs on MongoDB
+            "ENRICHMENT_DATA_DIR": str(tmp_path),
+            "EMBEDDED_STORE_PORT": str(free_port()),
+        }
     )
     try:
         assert ensure_store(settings) == settings.embedded_store_url

@@ -93,10 +93,12 @@ def _add_read_commands(commands: Subparsers) -> None:
 
 
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from service.demo.run import (
-        run_demo,
-    )  # the demo's local servers load only when asked
+    # Imported here: the demo's local servers load only when the demo runs.
+    from service.demo.run import run_demo
 
+    # Stopping the demo's in-process worker cancels its listener, which taskiq reports as a
+    # warning: expected here, and noise in the demo's output.
+    logging.getLogger("taskiq.receiver").setLevel(logging.ERROR)
     await run_demo(settings, console)
     return 0
 

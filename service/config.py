@@ -1,10 +1,11 @@
 """One typed settings object: every environment variable the service reads."""
 
 from pathlib import Path
+from typing import Annotated
 
 from limits import RateLimitItem, parse
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service import __version__
 
@@ -36,7 +37,29 @@ class Settings(BaseSettings):
     coverart_base_url: str = Field(default="https://coverartarchive.org", alias="COVERART_BASE_URL")
     discogs_base_url: str = Field(default="https://api.discogs.com", alias="DISCOGS_BASE_URL")
     discogs_token: SecretStr | None = Field(default=None, alias="DISCOGS_TOKEN")
+    # 60 requests a minute per token, shared by all workers.
+    discogs_rate_limit: str = Field(default="60/minute", alias="DISCOGS_RATE_LIMIT")
+    discogs_match_threshold: float = Field(
+        default=0.85, alias="DISCOGS_MATCH_THRESHOLD", ge=0, le=1
+    )
+    discogs_ambiguous_threshold: float = Field(
+        default=0.6, alias="DISCOGS_AMBIGUOUS_THRESHOLD", ge=0, le=1
+    )
+
     image_cache_dir: Path | None = Field(default=None, alias="IMAGE_CACHE_DIR")
+    # Path-only URL prefix under which the dashboard serves the local image cache.
+    image_public_base_url: str = Field(default="/images", alias="IMAGE_PUBLIC_BASE_URL")
+    image_max_bytes: int = Field(default=15 * 1024 * 1024, alias="IMAGE_MAX_BYTES", gt=0)
+    # Hosts exempt from the public-address check (comma-separated): the demo's and the tests'
+    # local image servers. Empty by default.
+    image_fetch_allowed_hosts: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), alias="IMAGE_FETCH_ALLOWED_HOSTS"
+    )
+    cloudflare_account_id: str | None = Field(default=None, alias="CLOUDFLARE_ACCOUNT_ID")
+    cloudflare_api_token: SecretStr | None = Field(default=None, alias="CLOUDFLARE_API_TOKEN")
+    cloudflare_account_hash: str | None = Field(default=None, alias="CLOUDFLARE_ACCOUNT_HASH")
+    # Unset → the SDK's default (https://api.cloudflare.com/client/v4); tests point it locally.
+    cloudflare_api_base_url: str | None = Field(default=None, alias="CLOUDFLARE_API_BASE_URL")
     http_user_agent: str = Field(default=DEFAULT_USER_AGENT, alias="HTTP_USER_AGENT")
     http_timeout_seconds: float = Field(default=15.0, alias="HTTP_TIMEOUT_SECONDS", gt=0)
 
@@ -55,7 +78,14 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, alias="SHUTDOWN_GRACE_SECONDS", ge=0)
     log_write_timeout_seconds: float = Field(default=60.0, alias="LOG_WRITE_TIMEOUT_SECONDS", gt=0)
 
-    @field_validator("musicbrainz_rate_limit")
+    @field_validator("image_fetch_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(h.strip().lower() for h in value.split(",") if h.strip())
+        return value
+
+    @field_validator("musicbrainz_rate_limit", "discogs_rate_limit")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
         parse(value)  # raises ValueError with the offending text
@@ -101,6 +131,16 @@ class Settings(BaseSettings):
     def musicbrainz_rate(self) -> RateLimitItem:
         """The parsed MusicBrainz rate limit."""
         return parse(self.musicbrainz_rate_limit)
+
+    @property
+    def discogs_rate(self) -> RateLimitItem:
+        """The parsed Discogs rate limit."""
+        return parse(self.discogs_rate_limit)
+
+    @property
+    def cloudflare_enabled(self) -> bool:
+        """Whether cached images go to Cloudflare Images instead of the local cache."""
+        return bool(self.cloudflare_account_id and self.cloudflare_api_token)
 
     @property
     def rate_limit_storage(self) -> str:

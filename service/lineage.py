@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import anyio
 from pydantic import ValidationError
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, DuplicateKeyError
 from redis.exceptions import RedisError
 from taskiq import AsyncBroker, Context
 from taskiq.kicker import AsyncKicker
@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 CHILD_ID_NAMESPACE = uuid.UUID("6f0c1c36-2f7a-4c55-9a0e-0d1b6a1e8f31")
 ATTEMPT_LABEL = "attempt"
 TASK_LABELS: dict[str, Any] = {"ack_type": "manual"}
+# One document per (root, processor, entity) a family has spawned: see `claim_entity`.
+CLAIMS_COLLECTION = "job_claims"
 
 P = TypeVar("P", bound=JobPayload)
 D = TypeVar("D", bound=CamelModel)
@@ -210,6 +212,8 @@ class JobRunner:
     async def _spawn_children(self, run: JobRun[Any], root_id: str) -> None:
         for index, spawn in enumerate(run.spawns):
             child_id = child_job_id(run.job_id, index, spawn.job_type)
+            if not await claim_entity(root_id, spawn, child_id):
+                continue  # this family already runs this processor for this entity
             payload = spawn.payload.model_copy(update={"parent_job_id": root_id})
             await kick_job(
                 self._broker,
@@ -271,6 +275,22 @@ class JobRunner:
             message.kwargs["job"],
             {**message.labels, ATTEMPT_LABEL: attempt + 1},
         )
+
+
+async def claim_entity(root_id: str, spawn: Spawn, child_id: str) -> bool:
+    """Claim (root, processor, entity) for a child; False when another job holds the claim."""
+    claims = EnrichmentLog.get_pymongo_collection().database[CLAIMS_COLLECTION]
+    claim_id = f"{root_id}/{spawn.job_type}/{spawn.payload.entity_key}"
+    try:
+        # An insert on a unique _id: atomic, so two parents racing cannot both win.
+        await claims.insert_one({"_id": claim_id, "jobId": child_id, "claimedAt": utc_now()})
+    except DuplicateKeyError:
+        holder = await claims.find_one({"_id": claim_id})
+        # The same child again (its parent was redelivered): kick it again, idempotently.
+        return holder is not None and holder.get("jobId") == child_id
+    except ConnectionFailure as exc:
+        raise StoreUnavailableError(f"could not claim {claim_id}: {exc}") from exc
+    return True
 
 
 async def write_log(entry: LogEntry, *, timeout: float) -> None:

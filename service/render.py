@@ -6,6 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from service.models import LogEntry
+from service.models.logs import CacheDetails, DiscogsDetails, MusicBrainzDetails
 from service.models.views import RootSummary, Timeline
 
 STATUS_STYLES = {"success": "green", "failed": "red", "skipped": "yellow"}
@@ -73,6 +74,14 @@ def _outcome(entry: LogEntry) -> str:
     if entry.error is not None:
         retry = "retryable" if entry.error.retryable else "permanent"
         return f"{entry.error.type} ({retry}): {entry.error.message}"
+    details = entry.details
+    if isinstance(details, DiscogsDetails) and details.outcome != "matched":
+        score = f" (confidence {details.confidence:.2f})" if details.confidence else ""
+        return f"{details.outcome}{score}: nothing written"
+    if isinstance(details, CacheDetails) and details.deduplicated:
+        return f"already cached: {details.after_url}"
+    if entry.status == "skipped" and isinstance(details, MusicBrainzDetails):
+        return f"{details.outcome or 'skipped'}: nothing written"
     return ", ".join(entry.fields_enriched)
 
 

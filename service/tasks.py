@@ -7,14 +7,19 @@ from taskiq import AsyncBroker, Context, TaskiqDepends
 
 from service.lineage import TASK_LABELS, JobRunner, JobSpec
 from service.models import JobType
-from service.models.jobs import AlbumJob, ArtistJob
-from service.models.logs import AlbumDetails, ArtistDetails
+from service.models.jobs import AlbumJob, ArtistJob, CacheImageJob, DiscogsJob
+from service.models.logs import AlbumDetails, ArtistDetails, CacheDetails, DiscogsDetails
 from service.processors.album import enrich_album
 from service.processors.artist import enrich_artist
+from service.processors.cache import cache_image
+from service.processors.discogs import match_discogs_artist
 
 JOB_SPECS: tuple[JobSpec[Any, Any], ...] = (
     JobSpec(JobType.ENRICH_ALBUM, "album", AlbumJob, AlbumDetails, enrich_album),
     JobSpec(JobType.ENRICH_ARTIST, "artist", ArtistJob, ArtistDetails, enrich_artist),
+    JobSpec(JobType.DISCOGS_ARTIST, "artist", DiscogsJob, DiscogsDetails, match_discogs_artist),
+    # The entity type is the image owner's; the processor sets it from the payload.
+    JobSpec(JobType.CACHE_IMAGE, "album", CacheImageJob, CacheDetails, cache_image),
 )
 
 TaskFunction = Callable[..., Coroutine[Any, Any, None]]

@@ -24,6 +24,9 @@ from service.tasks import JOB_SPECS
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # The local MusicBrainz declares this rate; the tests' limiter stays just under it.
 TEST_SERVER_RATE = 50
+# Secrets the tests configure: nothing the service writes may ever contain them.
+DISCOGS_TEST_TOKEN = "discogs-test-token-6f1d2c"
+CLOUDFLARE_TEST_TOKEN = "cloudflare-test-token-93ab7e"
 
 
 def free_port() -> int:
@@ -77,7 +80,11 @@ def store_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
 @pytest.fixture
 def providers() -> Iterator[LocalProviders]:
     """Local MusicBrainz + Cover Art Archive servers."""
-    with LocalProviders(musicbrainz_rate_per_second=TEST_SERVER_RATE) as local:
+    with LocalProviders(
+        musicbrainz_rate_per_second=TEST_SERVER_RATE,
+        discogs_rate_per_minute=1000,
+        discogs_token=DISCOGS_TEST_TOKEN,
+    ) as local:
         yield local
 
 
@@ -95,11 +102,16 @@ def settings_env(
         "ENRICHMENT_DATA_DIR": store_env.get("ENRICHMENT_DATA_DIR", str(tmp_path)),
         "MUSICBRAINZ_BASE_URL": providers.musicbrainz_url,
         "COVERART_BASE_URL": providers.coverart_url,
+        "DISCOGS_BASE_URL": providers.discogs_url,
+        "DISCOGS_TOKEN": DISCOGS_TEST_TOKEN,
+        "DISCOGS_RATE_LIMIT": "1000/minute",
+        "IMAGE_FETCH_ALLOWED_HOSTS": "127.0.0.1",
+        "IMAGE_CACHE_DIR": str(tmp_path / "images"),
         "MUSICBRAINZ_RATE_LIMIT": f"{TEST_SERVER_RATE - 5}/second",
         "JOB_RETRY_DELAY_SECONDS": "0.05",
         "PROVIDER_BACKOFF_SECONDS": "0.05",
-        "REDELIVERY_IDLE_MS": "3000",
-        "JOB_TIMEOUT_SECONDS": "1.5",
+        "REDELIVERY_IDLE_MS": "4000",
+        "JOB_TIMEOUT_SECONDS": "2.5",
         "LOG_WRITE_TIMEOUT_SECONDS": "1",
     }
 

@@ -21,11 +21,12 @@ ROOTS = len(DEMO_ALBUM_QUERIES) + len(DEMO_ALBUM_MBIDS) + len(DEMO_ARTIST_NAMES)
 
 
 async def test_demo_command_runs_end_to_end(
-    settings_env: dict[str, str], mongo: Any, settings: Settings
+    settings_env: dict[str, str], mongo: Any, settings: Settings, tmp_path: Path
 ) -> None:
-    env = {**os.environ, **settings_env, "COLUMNS": "200"}
-    for local_only in ("MUSICBRAINZ_BASE_URL", "COVERART_BASE_URL", "MUSICBRAINZ_RATE_LIMIT"):
-        env.pop(local_only)  # the demo points these at its own servers
+    # The demo as a newcomer runs it: only the store, database and Redis come from the test.
+    env = {**os.environ, "COLUMNS": "200"}
+    env.update({k: settings_env[k] for k in ("MONGODB_URL", "MONGODB_DB", "REDIS_URL")})
+    env["IMAGE_CACHE_DIR"] = str(tmp_path / "images")
     done = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "service.cli", "demo"],
@@ -41,17 +42,50 @@ async def test_demo_command_runs_end_to_end(
 
     logs = mongo[settings.mongodb_db]["enrichment_logs"]
     roots = [doc async for doc in logs.find({"isRootJob": True})]
-    assert len(roots) == ROOTS
-    statuses = {doc["entityName"]: doc["status"] for doc in roots}
-    assert statuses["Tidal Glass"] == "success"
-    assert statuses["The Album That Never Was — Nobody In Particular"] == "skipped"
-    failed = [doc async for doc in logs.find({"status": "failed"})]
-    assert {doc["entityName"] for doc in failed} == {"Static Orchard"}
-    # Flat lineage: every non-root entry points at one of the roots.
+    assert len({doc["jobId"] for doc in roots}) == ROOTS
+    # Flat lineage: every other entry points at one of the roots.
     root_ids = {doc["jobId"] for doc in roots}
     children = [doc async for doc in logs.find({"isRootJob": False})]
-    assert children
     assert {doc["parentJobId"] for doc in children} <= root_ids
+    outcomes = demo_outcomes(roots + children)
+    assert outcomes >= EXPECTED_OUTCOMES
+    # Two albums share their artwork: whichever is cached second is deduplicated.
+    same_art = {o for t, e, o in outcomes if t == "cache_image" and e in SAME_ARTWORK}
+    assert same_art == {"success", "success/deduplicated"}
+    assert len(list((tmp_path / "images").rglob("*.*"))) == 5  # 2 covers + 3 artist images
+
+
+SAME_ARTWORK = {"Tidal Glass", "Atlas of Small Hours"}
+
+
+EXPECTED_OUTCOMES = {
+    ("enrich_album", "Tidal Glass", "success"),
+    ("enrich_album", "The Album That Never Was — Nobody In Particular", "skipped"),
+    ("enrich_artist", "Static Orchard", "failed"),
+    ("discogs_artist", "Vela Nord", "success/matched"),
+    ("discogs_artist", "Okonkwo Brass Collective", "success/matched"),
+    ("discogs_artist", "Harbor Lights", "skipped/ambiguous"),
+    ("discogs_artist", "Quiet Cartographer", "skipped/no_match"),
+    ("cache_image", "Northern Drift", "success"),
+    ("cache_image", "Mira Kestrel", "success"),
+    ("cache_image", "Copper Wires", "failed/NotAnImageError"),
+    ("cache_image", "Lagos Night Shift", "failed/ImageTooLargeError"),
+}
+
+
+def demo_outcomes(documents: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """(jobType, entity, outcome) for every log, the outcome refined by its details."""
+    outcomes = set()
+    for doc in documents:
+        outcome, details = doc["status"], doc.get("details") or {}
+        if doc["jobType"] == "discogs_artist":
+            outcome += f"/{details.get('outcome')}"
+        elif doc["jobType"] == "cache_image" and doc["error"]:
+            outcome += f"/{doc['error']['type']}"
+        elif doc["jobType"] == "cache_image" and details.get("deduplicated"):
+            outcome += "/deduplicated"
+        outcomes.add((doc["jobType"], doc["entityName"], outcome))
+    return outcomes
 
 
 async def test_demo_without_redis_or_mongodb_starts_its_own_store(tmp_path: Path) -> None:

@@ -1,11 +1,21 @@
 """Shared HTTP plumbing: one configured `httpx.AsyncClient` per provider, status mapping."""
 
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
+from service.clients.ratelimit import SharedRateLimiter
 from service.config import Settings
 from service.errors import (
     InvalidRequestError,
@@ -13,6 +23,8 @@ from service.errors import (
     ProviderError,
     ProviderUnavailableError,
 )
+
+logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -83,3 +95,59 @@ def json_object(provider: str, response: httpx.Response) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ProviderUnavailableError(provider, "response is not a JSON object")
     return body
+
+
+class ProviderApi:
+    """GET JSON from one provider: shared rate limit, retries with backoff, error mapping."""
+
+    def __init__(
+        self,
+        provider: str,
+        http: httpx.AsyncClient,
+        limiter: SharedRateLimiter,
+        *,
+        retry_attempts: int = 3,
+        backoff_seconds: float = 1.0,
+    ) -> None:
+        self.provider = provider
+        self._http = http
+        self._limiter = limiter
+        self._retry_attempts = retry_attempts
+        self._backoff = wait_exponential_jitter(multiplier=backoff_seconds, max=30)
+
+    async def get_json(
+        self,
+        path: str,
+        params: dict[str, str],
+        *,
+        headers: dict[str, str] | None = None,
+        on_response: Callable[[httpx.Response], None] | None = None,
+    ) -> dict[str, Any]:
+        """One GET, retried while the provider is unavailable; `on_response` sees every reply."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(ProviderUnavailableError),
+            stop=stop_after_attempt(self._retry_attempts),
+            wait=self._wait,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self._limiter.acquire()
+                try:
+                    response = await self._http.get(path, params=params, headers=headers)
+                except httpx.TransportError as exc:
+                    message = f"{type(exc).__name__}: {exc}"
+                    raise ProviderUnavailableError(self.provider, message) from exc
+                if on_response is not None:
+                    on_response(response)
+                raise_for_status(self.provider, response)
+                return json_object(self.provider, response)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def _wait(self, state: RetryCallState) -> float:
+        # Back off exponentially with jitter, and at least as long as Retry-After asks.
+        backoff = self._backoff(state)
+        error = state.outcome.exception() if state.outcome else None
+        retry_after = error.retry_after if isinstance(error, ProviderUnavailableError) else None
+        logger.info("%s unavailable (%s); retrying", self.provider, error)
+        return max(backoff, retry_after or 0.0)

@@ -1,24 +1,12 @@
 """MusicBrainz web service v2: typed lookups and searches under a shared rate limit."""
 
-import logging
 import re
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
-from service.clients.http import json_object, raise_for_status
-from service.clients.ratelimit import SharedRateLimiter
-from service.errors import InvalidRequestError, ProviderUnavailableError
-
-logger = logging.getLogger(__name__)
+from service.clients.http import ProviderApi
+from service.errors import InvalidRequestError
 
 PROVIDER = "MusicBrainz"
 MBID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -127,18 +115,8 @@ def check_mbid(mbid: str) -> str:
 class MusicBrainzClient:
     """Typed access to the MusicBrainz API; every request waits for the shared limiter."""
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        limiter: SharedRateLimiter,
-        *,
-        retry_attempts: int = 3,
-        backoff_seconds: float = 1.0,
-    ) -> None:
-        self._http = http
-        self._limiter = limiter
-        self._retry_attempts = retry_attempts
-        self._backoff = wait_exponential_jitter(multiplier=backoff_seconds, max=30)
+    def __init__(self, api: ProviderApi) -> None:
+        self._api = api
 
     async def get_artist(self, mbid: str) -> MBArtist:
         """Look an artist up by MBID, with URL relations, genres and tags."""
@@ -168,31 +146,4 @@ class MusicBrainzClient:
         return [ReleaseGroup.model_validate(item) for item in body.get("release-groups", [])]
 
     async def _get(self, path: str, **params: str) -> dict[str, Any]:
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(ProviderUnavailableError),
-            stop=stop_after_attempt(self._retry_attempts),
-            wait=self._wait,
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                return await self._get_once(path, params)
-        raise AssertionError("unreachable: tenacity re-raises the last error")
-
-    async def _get_once(self, path: str, params: dict[str, str]) -> dict[str, Any]:
-        await self._limiter.acquire()
-        try:
-            response = await self._http.get(path, params={**params, "fmt": "json"})
-        except httpx.TransportError as exc:
-            raise ProviderUnavailableError(PROVIDER, f"{type(exc).__name__}: {exc}") from exc
-        raise_for_status(PROVIDER, response)
-        return json_object(PROVIDER, response)
-
-    def _wait(self, state: RetryCallState) -> float:
-        # Over the limit MusicBrainz answers 503 to every request from the IP: back off
-        # exponentially with jitter, and at least as long as Retry-After asks.
-        backoff = self._backoff(state)
-        error = state.outcome.exception() if state.outcome else None
-        retry_after = error.retry_after if isinstance(error, ProviderUnavailableError) else None
-        logger.info("MusicBrainz unavailable (%s); retrying", error)
-        return max(backoff, retry_after or 0.0)
+        return await self._api.get_json(path, {**params, "fmt": "json"})

@@ -4,6 +4,7 @@ import asyncio
 import logging
 import uuid
 
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from rich.console import Console
@@ -27,6 +28,11 @@ logger = logging.getLogger(__name__)
 # our limiter stays just under it, so no request is refused for going too fast.
 DEMO_SERVER_RATE = 12
 DEMO_CLIENT_RATE = "10/second"
+DEMO_DISCOGS_SERVER_RATE = 120
+DEMO_DISCOGS_CLIENT_RATE = "100/minute"
+DEMO_DISCOGS_429_EVERY = 9
+# The local Discogs accepts only this token; a real one is never sent to the demo's servers.
+DEMO_DISCOGS_TOKEN = "offline-demo-token"  # noqa: S105 - a placeholder for a local server
 FAMILY_TIMEOUT_SECONDS = 90.0
 
 
@@ -39,6 +45,10 @@ def demo_settings(
             "rate_limit_storage_url": settings.rate_limit_storage_url if use_redis else "memory://",
             "musicbrainz_base_url": local.musicbrainz_url,
             "coverart_base_url": local.coverart_url,
+            "discogs_base_url": local.discogs_url,
+            "discogs_token": SecretStr(DEMO_DISCOGS_TOKEN),
+            "discogs_rate_limit": DEMO_DISCOGS_CLIENT_RATE,
+            "image_fetch_allowed_hosts": frozenset({"127.0.0.1"}),
             "musicbrainz_rate_limit": DEMO_CLIENT_RATE,
             "queue_name": queue_name,
             "job_retry_delay_seconds": 0.5,
@@ -65,7 +75,12 @@ async def run_demo(settings: Settings, console: Console) -> list[Timeline]:
     queue_name = f"enrichment-demo-{uuid.uuid4().hex[:8]}"
     console.print(f"store: {redact_url(store_url)}")
     console.print(f"broker: {'Redis stream ' + queue_name if use_redis else 'in-process'}")
-    with LocalProviders(musicbrainz_rate_per_second=DEMO_SERVER_RATE) as local:
+    with LocalProviders(
+        musicbrainz_rate_per_second=DEMO_SERVER_RATE,
+        discogs_rate_per_minute=DEMO_DISCOGS_SERVER_RATE,
+        discogs_429_every=DEMO_DISCOGS_429_EVERY,
+        discogs_token=DEMO_DISCOGS_TOKEN,
+    ) as local:
         config = demo_settings(settings, local, queue_name=queue_name, use_redis=use_redis)
         # One MusicBrainz 503 on the first search shows the client backing off and retrying.
         local.fail("/ws/2/release-group", 503, times=1, Retry_After="1")

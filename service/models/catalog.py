@@ -25,6 +25,15 @@ class LifeSpan(CamelModel):
     ended: bool | None = None
 
 
+class DiscogsImage(CamelModel):
+    """An image Discogs lists for an artist."""
+
+    type: str
+    uri: str
+    width: int | None = None
+    height: int | None = None
+
+
 class Album(Document):
     """An album (MusicBrainz release group)."""
 
@@ -38,6 +47,8 @@ class Album(Document):
     tags: list[str] = []
     cover_art_url: str | None = None
     artist_credit: list[CreditedArtist] = []
+    cached_image_url: str | None = None
+    cached_image_location: str | None = None
     enriched_at: datetime | None = None
 
     class Settings:
@@ -59,6 +70,13 @@ class Artist(Document):
     genres: list[str] = []
     tags: list[str] = []
     discogs_id: int | None = None
+    discogs_url: str | None = None
+    profile: str | None = None
+    images: list[DiscogsImage] = []
+    discogs_genres: list[str] = []
+    discogs_styles: list[str] = []
+    cached_image_url: str | None = None
+    cached_image_location: str | None = None
     enriched_at: datetime | None = None
 
     class Settings:

@@ -24,6 +24,8 @@ class JobType(StrEnum):
 
     ENRICH_ALBUM = "enrich_album"
     ENRICH_ARTIST = "enrich_artist"
+    DISCOGS_ARTIST = "discogs_artist"
+    CACHE_IMAGE = "cache_image"
 
 
 class JobStatus(StrEnum):
@@ -77,13 +79,71 @@ class ArtistDetails(MusicBrainzDetails):
     discogs_id: int | None = None
 
 
+class DiscogsImageRef(CamelModel):
+    """An image Discogs lists for an artist."""
+
+    type: str
+    uri: str
+    width: int | None = None
+    height: int | None = None
+
+
+class DiscogsCandidate(CamelModel):
+    """A search candidate and its confidence."""
+
+    id: int
+    name: str
+    score: float
+
+
+class DiscogsDetails(CamelModel):
+    """`discogs_artist` details."""
+
+    discogs_id: int | None = None
+    confidence: float | None = None
+    matched_name: str | None = None
+    query_name: str | None = None
+    match_source: Literal["musicbrainz_link", "search"] | None = None
+    outcome: Literal["matched", "ambiguous", "no_match"] | None = None
+    profile: str | None = None
+    images_found: int = 0
+    images: list[DiscogsImageRef] = []
+    genres: list[str] = []
+    styles: list[str] = []
+    candidates: list[DiscogsCandidate] = []
+    requests: int = 0
+    rate_limit_remaining: int | None = None
+    discogs_url: str | None = None
+
+
+class CacheDetails(CamelModel):
+    """`cache_image` details: `cachePath` and `cloudflareId` are always present, maybe null."""
+
+    source_url: str | None = None
+    before_url: str | None = None
+    after_url: str | None = None
+    cache_location: Literal["local", "cloudflare"] | None = None
+    cache_path: str | None = None
+    cloudflare_id: str | None = None
+    size_bytes: int | None = None
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    content_type: str | None = None
+    sha256: str | None = None
+    deduplicated: bool = False
+    http_status: int | None = None
+
+
 DETAILS_MODELS: dict[str, type[CamelModel]] = {
     JobType.ENRICH_ALBUM: AlbumDetails,
     JobType.ENRICH_ARTIST: ArtistDetails,
+    JobType.DISCOGS_ARTIST: DiscogsDetails,
+    JobType.CACHE_IMAGE: CacheDetails,
 }
 
 # A raw dict first: typed models arrive already built by `_typed_details`.
-JobDetails = dict[str, Any] | AlbumDetails | ArtistDetails
+JobDetails = dict[str, Any] | AlbumDetails | ArtistDetails | DiscogsDetails | CacheDetails
 
 
 class LogEntry(CamelModel):

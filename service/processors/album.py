@@ -3,14 +3,14 @@
 from service.clients.musicbrainz import ReleaseGroup
 from service.lineage import JobRun
 from service.models import Album, JobStatus, JobType
-from service.models.jobs import AlbumJob, ArtistJob
+from service.models.jobs import AlbumJob, ArtistJob, CacheImageJob
 from service.models.logs import AlbumDetails
 from service.processors.common import resolve, tag_names, update_entity
 from service.resources import Providers
 
 
 async def enrich_album(job: AlbumJob, run: JobRun[AlbumDetails], providers: Providers) -> None:
-    """Enrich one album and spawn `enrich_artist` for every credited artist."""
+    """Enrich one album; spawn `cache_image` for its cover, `enrich_artist` per credited artist."""
     run.entity_id, run.entity_name = job.mbid, job.label
     group = await _find_release_group(job, run, providers)
     if group is None:
@@ -26,6 +26,16 @@ async def enrich_album(job: AlbumJob, run: JobRun[AlbumDetails], providers: Prov
     details.cover_art_status = "found" if cover else "none"
     run.fields_enriched = await update_entity(Album, group.id, _album_fields(group, cover))
 
+    if cover is not None:
+        source = f"{providers.settings.coverart_base_url}/release-group/{group.id}"
+        image = CacheImageJob(
+            entity_type="album",
+            entity_id=group.id,
+            entity_name=group.title,
+            image_url=cover,
+            source_url=source,
+        )
+        run.spawn(JobType.CACHE_IMAGE, image)
     credited = {credit.artist.id: credit.artist.name for credit in group.artist_credit}
     details.credited_artists = list(credited.values())
     for mbid, name in credited.items():

@@ -2,15 +2,15 @@
 
 from service.clients.musicbrainz import MBArtist
 from service.lineage import JobRun
-from service.models import Artist, JobStatus
-from service.models.jobs import ArtistJob
+from service.models import Artist, JobStatus, JobType
+from service.models.jobs import ArtistJob, DiscogsJob
 from service.models.logs import ArtistDetails
 from service.processors.common import resolve, tag_names, update_entity
 from service.resources import Providers
 
 
 async def enrich_artist(job: ArtistJob, run: JobRun[ArtistDetails], providers: Providers) -> None:
-    """Enrich one artist."""
+    """Enrich one artist and spawn its Discogs match."""
     run.entity_id, run.entity_name = job.mbid, job.label
     artist = await _find_artist(job, run, providers)
     if artist is None:
@@ -21,6 +21,8 @@ async def enrich_artist(job: ArtistJob, run: JobRun[ArtistDetails], providers: P
     details.discogs_id = artist.discogs_id
     run.entity_id, run.entity_name = artist.id, artist.name
     run.fields_enriched = await update_entity(Artist, artist.id, _artist_fields(artist))
+    discogs = DiscogsJob(artist_mbid=artist.id, name=artist.name, discogs_id=artist.discogs_id)
+    run.spawn(JobType.DISCOGS_ARTIST, discogs)
 
 
 async def _find_artist(

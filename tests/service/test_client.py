@@ -20,7 +20,9 @@ async def test_wait_returns_only_when_every_spawned_job_is_terminal(
 
     latest = latest_attempts(family.entries)
     spawned = {child for entry in family.entries for child in entry.spawned_job_ids}
-    assert len(spawned) == 2
+    # Two artists, their two Discogs matches, one artist image: five spawned in all.
+    assert len(spawned) == 5
+    assert spawned == {entry.job_id for entry in family.children}
     assert spawned <= set(latest)
     assert all(latest[job].is_terminal(client.settings.job_max_attempts) for job in spawned)
 
@@ -52,9 +54,10 @@ async def test_roots_newest_first_with_family_rollups(client: EnrichmentClient) 
     roots = await client.roots()
     assert [r.root.job_id for r in roots] == [second, first]
     by_id = {r.root.job_id: r for r in roots}
-    # Copper Wires: one child (three failed attempts count as one job), failed.
-    assert (by_id[first].children_total, by_id[first].children_failed) == (1, 1)
-    assert (by_id[second].children_total, by_id[second].children_failed) == (2, 0)
+    # Copper Wires: its cover is not an image, its artist fails three attempts (one job).
+    assert (by_id[first].children_total, by_id[first].children_failed) == (2, 2)
+    # Northern Drift: cover, two artists, two Discogs matches, two artist images.
+    assert (by_id[second].children_total, by_id[second].children_failed) == (7, 0)
     assert by_id[second].last_finished_at is not None
     assert [r.root.job_id for r in await client.roots(status="success", limit=1)] == [second]
     assert await client.roots(job_type="enrich_artist") == []

@@ -1,5 +1,6 @@
 """Lineage: roots are flagged, every descendant points at the root, however deep."""
 
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -43,13 +44,15 @@ async def test_album_root_and_children_flags(client: EnrichmentClient) -> None:
     assert root.is_root_job is True
     assert root.parent_job_id is None
     assert root.job_id == root_id
-    assert len(family.children) == 2
-    assert {c.entity_name for c in family.children} == {"Vela Nord", "Mira Kestrel"}
+    by_type = Counter(child.job_type for child in family.children)
+    assert by_type == {"enrich_artist": 2, "discogs_artist": 2, "cache_image": 3}
+    artists = [c for c in family.children if c.job_type == "enrich_artist"]
+    assert {c.entity_name for c in artists} == {"Vela Nord", "Mira Kestrel"}
     for child in family.children:
         assert child.is_root_job is False
         assert child.parent_job_id == root_id
-        assert child.job_type == "enrich_artist"
-    assert sorted(root.spawned_job_ids) == sorted(c.job_id for c in family.children)
+    cover = next(c for c in family.children if c.entity_type == "album")
+    assert sorted(root.spawned_job_ids) == sorted([cover.job_id, *(c.job_id for c in artists)])
 
 
 @pytest.fixture
@@ -87,4 +90,7 @@ async def test_child_failure_leaves_root_entry_alone(client: EnrichmentClient) -
     assert root.status == JobStatus.SUCCESS
     assert root.error is None
     assert {c.status for c in family.children} == {JobStatus.FAILED}
-    assert {c.entity_id for c in family.children} == {ARTISTS["Static Orchard"].mbid}
+    assert {(c.job_type, c.entity_id) for c in family.children} == {
+        ("enrich_artist", ARTISTS["Static Orchard"].mbid),
+        ("cache_image", ALBUMS["Copper Wires"].mbid),
+    }

@@ -85,7 +85,7 @@ async def test_success_entry_is_complete(
     assert root.details.match_source == "search"
     assert root.details.search_score == 100
     assert root.details.cover_art_url
-    assert root.details.cover_art_url.endswith("-front.jpg")
+    assert root.details.cover_art_url.endswith("/images/tidal-glass.png")
     # Stored keys are exactly the product's names.
     [raw] = await logs_of(mongo, settings, root_id)
     assert {

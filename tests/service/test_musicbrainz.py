@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from service.clients.http import make_http_client
+from service.clients.http import ProviderApi, make_http_client
 from service.clients.musicbrainz import MusicBrainzClient, lucene_phrase
 from service.clients.ratelimit import SharedRateLimiter
 from service.config import Settings
@@ -20,7 +20,8 @@ async def musicbrainz(settings: Settings) -> AsyncIterator[MusicBrainzClient]:
         settings.rate_limit_storage, settings.musicbrainz_rate, settings.queue_name
     )
     await limiter.reset()
-    yield MusicBrainzClient(http, limiter, retry_attempts=3, backoff_seconds=0.01)
+    api = ProviderApi("MusicBrainz", http, limiter, retry_attempts=3, backoff_seconds=0.01)
+    yield MusicBrainzClient(api)
     await limiter.reset()
     await limiter.close()
     await http.aclose()

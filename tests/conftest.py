@@ -3,9 +3,11 @@
 import os
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from service.demo.providers import LocalProviders
 from service.lineage import JobSpec
 from service.store import is_listening, make_mongo_client, store_command
 from service.tasks import JOB_SPECS
+from tests.service.test_image_store import FakeCloudflare, handler_for
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # The local MusicBrainz declares this rate; the tests' limiter stays just under it.
@@ -162,3 +165,15 @@ async def client(settings: Settings, worker: Any) -> AsyncIterator[EnrichmentCli
     """An `EnrichmentClient` kicking onto the test worker's stream through its own broker."""
     async with EnrichmentClient(settings) as enrichment:
         yield enrichment
+
+
+@pytest.fixture
+def cloudflare_api() -> Iterator[tuple[FakeCloudflare, str]]:
+    """A local server speaking Cloudflare Images' v4 envelope, and its base URL."""
+    fake = FakeCloudflare()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(fake))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield fake, f"http://127.0.0.1:{server.server_address[1]}/client/v4"
+    server.shutdown()
+    server.server_close()

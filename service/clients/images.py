@@ -143,20 +143,24 @@ class ImageFetcher:
     async def fetch(self, url: str) -> FetchedImage:
         """Download the image at `url`; raise an ImageFetchError subclass on any failure."""
         seen: set[str] = set()
-        current = url
+        current, status = url, None  # status: the redirect that led to `current`, if any
         for _ in range(self._max_redirects + 1):
             key = urlunsplit(split_url(current)._replace(fragment=""))
             if key in seen:
-                raise UnsafeUrlError(f"refusing {display_url(current)}: redirect loop", url=current)
+                message = f"refusing {display_url(current)}: redirect loop"
+                raise UnsafeUrlError(message, url=current, status=status)
             seen.add(key)
-            await self._check_url(current)
+            try:
+                await self._check_url(current)
+            except UnsafeUrlError as exc:
+                exc.status = status
+                raise
             result = await self._get(current)
             if isinstance(result, FetchedImage):
                 return result
-            current = result
-        raise UnsafeUrlError(
-            f"refusing {display_url(url)}: more than {self._max_redirects} redirects", url=current
-        )
+            current, status = result
+        message = f"refusing {display_url(url)}: more than {self._max_redirects} redirects"
+        raise UnsafeUrlError(message, url=current, status=status)
 
     async def _check_url(self, url: str) -> None:
         """Refuse a URL whose scheme is not http(s) or whose host is not public."""
@@ -181,8 +185,8 @@ class ImageFetcher:
             if reason is not None:
                 raise UnsafeUrlError(f"refusing {shown}: {address} is {reason}", url=url)
 
-    async def _get(self, url: str) -> FetchedImage | str:
-        """One request: the image, or the next URL when the answer is a redirect."""
+    async def _get(self, url: str) -> FetchedImage | tuple[str, int]:
+        """One request: the image, or the next URL and status when the answer is a redirect."""
         shown = display_url(url)
         try:
             async with self._http.stream(
@@ -199,11 +203,13 @@ class ImageFetcher:
                 f"could not fetch {shown}: {type(exc).__name__}", url=url
             ) from exc
 
-    async def _read_response(self, url: str, response: httpx.Response) -> FetchedImage | str:
+    async def _read_response(
+        self, url: str, response: httpx.Response
+    ) -> FetchedImage | tuple[str, int]:
         """The redirect target, or the capped body of a 2xx answer; raise on anything else."""
         status = response.status_code
         if status in REDIRECT_STATUSES:
-            return redirect_target(url, response)
+            return redirect_target(url, response), status
         raise_for_status(url, status)
         self._check_declared_length(url, response)
         data = await self._read_capped(url, response)

@@ -13,10 +13,13 @@ WINDOW_SECONDS = 60.0
 
 
 class DiscogsWindow:
-    """A moving 60-second window of authenticated requests, as Discogs counts them."""
+    """A moving window (60 s on Discogs) of authenticated requests, as Discogs counts them."""
 
-    def __init__(self, per_minute: int, too_many_every: int | None) -> None:
+    def __init__(
+        self, per_minute: int, too_many_every: int | None, window_seconds: float = WINDOW_SECONDS
+    ) -> None:
         self.per_minute = per_minute
+        self.window_seconds = window_seconds
         self.too_many_every = too_many_every
         self._times: deque[float] = deque()
         self._count = 0
@@ -26,7 +29,7 @@ class DiscogsWindow:
         """Whether this request is served, and the rate-limit headers to send."""
         now = time.monotonic()
         with self._lock:
-            while self._times and now - self._times[0] >= WINDOW_SECONDS:
+            while self._times and now - self._times[0] >= self.window_seconds:
                 self._times.popleft()
             self._count += 1
             # "Now and then" a 429 even under the limit, as the live service does.

@@ -65,9 +65,12 @@ class LocalProviders:
         discogs_rate_per_minute: int = 60,
         discogs_429_every: int | None = None,
         discogs_token: str | None = None,
+        discogs_window_seconds: float = 60.0,
     ) -> None:
         self.musicbrainz_rate_per_second = musicbrainz_rate_per_second
-        self.discogs_window = DiscogsWindow(discogs_rate_per_minute, discogs_429_every)
+        self.discogs_window = DiscogsWindow(
+            discogs_rate_per_minute, discogs_429_every, discogs_window_seconds
+        )
         self.discogs_token = discogs_token
         self.requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
@@ -182,6 +185,8 @@ class LocalProviders:
         return Answer(status, body, limits)
 
     def _image(self, name: str, query: dict[str, str]) -> Answer:
+        if name == "redirect":  # for tests: send the client wherever `to` says
+            return Answer(302, b"", {"Location": query.get("to", "/")}, "text/plain")
         size = None
         if query.get("w", "").isdigit() and query.get("h", "").isdigit():
             size = (int(query["w"]), int(query["h"]))

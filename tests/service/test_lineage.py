@@ -7,10 +7,10 @@ import pytest
 
 from service.client import EnrichmentClient
 from service.demo.catalogue import ALBUMS, ARTISTS
-from service.lineage import JobRun, JobSpec
+from service.lineage import JobRun, JobSpec, kick_job
 from service.models import JobStatus
 from service.models.base import CamelModel
-from service.models.jobs import JobPayload
+from service.models.jobs import AlbumJob, JobPayload
 from service.tasks import JOB_SPECS
 
 
@@ -94,3 +94,71 @@ async def test_child_failure_leaves_root_entry_alone(client: EnrichmentClient) -
         ("enrich_artist", ARTISTS["Static Orchard"].mbid),
         ("cache_image", ALBUMS["Copper Wires"].mbid),
     }
+
+
+async def test_album_artist_discogs_cache_chain_is_four_levels_deep_and_flat(
+    client: EnrichmentClient,
+) -> None:
+    root_id = await client.kick_album(title="Tidal Glass", artist="Vela Nord")
+    family = await client.wait_for_root(root_id, timeout=30)
+
+    spawner = {child: e.job_id for e in family.entries for child in e.spawned_job_ids}
+    types = {e.job_id: e.job_type for e in family.entries}
+    artist_image = next(
+        e for e in family.children if e.job_type == "cache_image" and e.entity_type == "artist"
+    )
+    chain = [artist_image.job_id]
+    while chain[-1] in spawner:
+        chain.append(spawner[chain[-1]])
+    assert [types[j] for j in reversed(chain)] == [
+        "enrich_album",
+        "enrich_artist",
+        "discogs_artist",
+        "cache_image",
+    ]
+    assert chain[-1] == root_id
+    assert {e.parent_job_id for e in family.children} == {root_id}  # flat at every depth
+    assert all(e.status == JobStatus.SUCCESS for e in family.entries)
+
+
+class FanoutJob(JobPayload):
+    """Test-only: a root that enriches several albums at once."""
+
+    titles: list[str]
+
+
+async def run_fanout(job: FanoutJob, run: JobRun[ChainDetails], providers: Any) -> None:
+    run.entity_id = run.entity_name = "catalogue"
+    for title in job.titles:
+        run.spawn("enrich_album", AlbumJob(mbid=ALBUMS[title].mbid))
+
+
+FANOUT = JobSpec("test_fanout", "album", FanoutJob, ChainDetails, run_fanout)
+
+
+class TestOncePerEntity:
+    @pytest.fixture
+    def specs(self) -> tuple[JobSpec[Any, Any], ...]:
+        return (*JOB_SPECS, FANOUT)
+
+    async def test_an_artist_on_several_albums_is_enriched_and_matched_once(
+        self, client: EnrichmentClient
+    ) -> None:
+        assert client._broker is not None
+        titles = ["Tidal Glass", "Northern Drift", "Paper Harbors"]
+        await kick_job(client._broker, "test_fanout", "fanout-root", {"titles": titles})
+        family = await client.wait_for_root("fanout-root", timeout=60)
+
+        runs = Counter((e.job_type, e.entity_name) for e in family.children)
+        assert {name for (kind, name) in runs if kind == "enrich_album"} == set(titles)
+        # Vela Nord is on two of the albums, Mira Kestrel on two: each runs once.
+        for name in ("Vela Nord", "Mira Kestrel", "Harbor Lights"):
+            assert runs[("enrich_artist", name)] == 1
+            assert runs[("discogs_artist", name)] == 1
+        assert runs[("cache_image", "Vela Nord")] == 1
+        # The same fan-out in another family is not held back by this one's claims.
+        await kick_job(client._broker, "test_fanout", "fanout-other", {"titles": titles[:1]})
+        other = await client.wait_for_root("fanout-other", timeout=60)
+        assert ("enrich_artist", "Vela Nord") in {
+            (e.job_type, e.entity_name) for e in other.children
+        }

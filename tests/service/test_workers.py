@@ -15,6 +15,8 @@ from service.client import EnrichmentClient
 from service.config import Settings
 from service.demo.catalogue import ARTISTS
 from service.demo.providers import LocalProviders
+from service.lineage import kick_job
+from tests.conftest import DISCOGS_TEST_TOKEN
 
 RATE = 4
 
@@ -127,3 +129,56 @@ async def test_shutdown_cancels_logs_and_leaves_the_job_for_redelivery(
     assert entry.error.retryable is True
     pending = await redis.xpending(settings.queue_name, settings.queue_name)
     assert pending["pending"] == 1  # not acknowledged: another worker will reclaim it
+
+
+class TestDiscogsLimit:
+    """Two worker processes share Discogs' per-token budget (a short window keeps it quick)."""
+
+    BUDGET, WINDOW = 6, 4
+
+    @pytest.fixture
+    def providers(self) -> Iterator[LocalProviders]:
+        with LocalProviders(
+            musicbrainz_rate_per_second=50,
+            discogs_rate_per_minute=self.BUDGET,
+            discogs_window_seconds=self.WINDOW,
+            discogs_token=DISCOGS_TEST_TOKEN,
+        ) as local:
+            yield local
+
+    @pytest.fixture
+    def settings_env(self, settings_env: dict[str, str]) -> dict[str, str]:
+        return {**settings_env, "DISCOGS_RATE_LIMIT": f"{self.BUDGET} per {self.WINDOW} seconds"}
+
+    async def test_discogs_requests_per_window_stay_within_the_shared_budget(
+        self, worker_log: Path, settings: Settings, providers: LocalProviders
+    ) -> None:
+        await wait_until_listening(worker_log, 2)
+        async with EnrichmentClient(settings) as client:
+            assert client._broker is not None
+            roots = []
+            for index, (artist_id, name) in enumerate(DISCOGS_LINKED * 2):
+                job_id = f"discogs-{index}-{settings.queue_name}"
+                payload = {"artistMbid": f"mbid-{index}", "name": name, "discogsId": artist_id}
+                await kick_job(client._broker, "discogs_artist", job_id, payload)
+                roots.append(job_id)
+                await asyncio.sleep(0.05)
+            families = [await client.wait_for_root(root, timeout=90) for root in roots]
+
+        entries = [family.root[-1] for family in families]
+        assert {entry.status for entry in entries} == {"success"}
+        assert len({entry.worker.pid for entry in entries if entry.worker}) == 2
+        calls = providers.discogs_requests()
+        assert len(calls) == 2 * len(roots)  # the artist and its masters, each once
+        assert {call.status for call in calls} == {200}  # never over the limit: no 429
+        times = sorted(call.at for call in calls)
+        busiest = max(sum(1 for t in times if s <= t < s + self.WINDOW) for s in times)
+        assert busiest <= self.BUDGET
+        assert times[-1] - times[0] >= self.WINDOW  # the budget really held requests back
+
+
+DISCOGS_LINKED = [
+    (402117, "Vela Nord"),
+    (518820, "Mira Kestrel"),
+    (611203, "Okonkwo Brass Collective"),
+]

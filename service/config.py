@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, alias="SHUTDOWN_GRACE_SECONDS", ge=0)
     log_write_timeout_seconds: float = Field(default=60.0, alias="LOG_WRITE_TIMEOUT_SECONDS", gt=0)
 
+    @field_validator("discogs_token", "cloudflare_api_token", mode="before")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: object) -> object:
+        # docker-compose passes unset variables through as "": treat that as not configured.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("image_fetch_allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:

@@ -36,3 +36,10 @@ def test_worker_is_wired_through_the_same_settings() -> None:
     # The environment block must also be valid settings as written.
     settings = Settings.model_validate({k: v for k, v in env.items() if "${" not in str(v)})
     assert settings.mongodb_db == "enrichment"
+
+
+def test_blank_secrets_from_compose_count_as_unset() -> None:
+    settings = Settings.model_validate({"DISCOGS_TOKEN": "", "CLOUDFLARE_API_TOKEN": " "})
+    assert settings.discogs_token is None
+    assert settings.cloudflare_api_token is None
+    assert settings.cloudflare_enabled is False

@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every request URL at INFO, query string included: signed image URLs and
+    # other credentials live there. Our own messages show URLs without their queries.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         settings = Settings()
         outcome = args.command(args, settings)

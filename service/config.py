@@ -126,6 +126,17 @@ class Settings(BaseSettings):
         return min(exponential, MAX_RETRY_DELAY_SECONDS)
 
     @model_validator(mode="after")
+    def _coherent_options(self) -> "Settings":
+        if bool(self.cloudflare_account_id) != bool(self.cloudflare_api_token):
+            raise ValueError(
+                "set both CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN (or neither, for the "
+                "local image cache)"
+            )
+        if self.discogs_ambiguous_threshold > self.discogs_match_threshold:
+            raise ValueError("DISCOGS_AMBIGUOUS_THRESHOLD must not exceed DISCOGS_MATCH_THRESHOLD")
+        return self
+
+    @model_validator(mode="after")
     def _absolute_paths(self) -> "Settings":
         # Absolute, so a store or worker started from another directory finds the same files.
         object.__setattr__(self, "data_dir", self.data_dir.resolve())

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 from cloudflare import AsyncCloudflare
+from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
 from service.clients.coverart import CoverArtClient
@@ -61,13 +62,14 @@ async def open_resources(settings: Settings) -> WorkerResources:
         closers.append(shared.close)
         return shared
 
-    def api(name: str, base_url: str, item_key: str) -> ProviderApi:
+    def api(name: str, base_url: str, item_key: str, *secrets: str) -> ProviderApi:
         return ProviderApi(
             name,
             http(base_url),
             limiter(item_key),
             retry_attempts=settings.provider_retry_attempts,
             backoff_seconds=settings.provider_backoff_seconds,
+            secrets=secrets,
         )
 
     providers = Providers(
@@ -77,7 +79,8 @@ async def open_resources(settings: Settings) -> WorkerResources:
         ),
         coverart=CoverArtClient(http(settings.coverart_base_url)),
         discogs=DiscogsClient(
-            api("Discogs", settings.discogs_base_url, "discogs"), settings.discogs_token
+            api("Discogs", settings.discogs_base_url, "discogs", *_secret(settings.discogs_token)),
+            settings.discogs_token,
         ),
         images=ImageFetcher(
             http(Accept="image/*"),
@@ -97,9 +100,13 @@ def _image_store(settings: Settings, closers: list[Callable[[], Awaitable[Any]]]
         )
     assert settings.cloudflare_api_token is not None
     assert settings.cloudflare_account_id is not None
+    # No SDK retries: it would retry a 409 (re-sending the whole image) and stack its own
+    # backoff under the job's; our job-level retries decide what happens after a failure.
     client = AsyncCloudflare(
         api_token=settings.cloudflare_api_token.get_secret_value(),
         base_url=settings.cloudflare_api_base_url,
+        max_retries=0,
+        timeout=settings.http_timeout_seconds,
     )
     closers.append(client.close)
     return CloudflareImageStore(
@@ -107,3 +114,7 @@ def _image_store(settings: Settings, closers: list[Callable[[], Awaitable[Any]]]
         account_id=settings.cloudflare_account_id,
         account_hash=settings.cloudflare_account_hash,
     )
+
+
+def _secret(value: SecretStr | None) -> tuple[str, ...]:
+    return (value.get_secret_value(),) if value is not None else ()

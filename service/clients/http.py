@@ -57,12 +57,14 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-def raise_for_status(provider: str, response: httpx.Response) -> None:
+def raise_for_status(
+    provider: str, response: httpx.Response, *, secrets: tuple[str, ...] = ()
+) -> None:
     """Map an HTTP error status onto the service's error tree; do nothing on success."""
     status = response.status_code
     if status < 400:
         return
-    message = _error_message(response)
+    message = scrub(_error_message(response), secrets)
     if status in RETRYABLE_STATUSES:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         raise ProviderUnavailableError(provider, message, status=status, retry_after=retry_after)
@@ -71,6 +73,14 @@ def raise_for_status(provider: str, response: httpx.Response) -> None:
     if status in (400, 422):
         raise InvalidRequestError(f"{provider}: {message} (HTTP {status})")
     raise ProviderError(provider, message, status=status)
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """The text with every secret replaced: providers may quote a credential back."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -108,8 +118,10 @@ class ProviderApi:
         *,
         retry_attempts: int = 3,
         backoff_seconds: float = 1.0,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.provider = provider
+        self._secrets = secrets
         self._http = http
         self._limiter = limiter
         self._retry_attempts = retry_attempts
@@ -136,11 +148,11 @@ class ProviderApi:
                 try:
                     response = await self._http.get(path, params=params, headers=headers)
                 except httpx.TransportError as exc:
-                    message = f"{type(exc).__name__}: {exc}"
+                    message = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
                     raise ProviderUnavailableError(self.provider, message) from exc
                 if on_response is not None:
                     on_response(response)
-                raise_for_status(self.provider, response)
+                raise_for_status(self.provider, response, secrets=self._secrets)
                 return json_object(self.provider, response)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 

@@ -97,13 +97,17 @@ def unsafe_reason(address: IPAddress) -> str | None:
     return next((reason for flagged, reason in reasons if flagged), None)
 
 
+# What a cover or artist photo can be; Pillow could open far more (TIFF, PSD, EPS, ...).
+ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
+
+
 def inspect_image(data: bytes) -> ImageInfo:
     """Identify and verify `data` as an image; raise NotAnImageError when it is not one."""
     try:
-        with Image.open(BytesIO(data)) as probe:
+        with Image.open(BytesIO(data), formats=ACCEPTED_FORMATS) as probe:
             probe.verify()
         # verify() leaves the image unusable, so read format and size from a fresh open.
-        with Image.open(BytesIO(data)) as image:
+        with Image.open(BytesIO(data), formats=ACCEPTED_FORMATS) as image:
             image_format, (width, height) = image.format, image.size
     except UnidentifiedImageError as exc:
         # Pillow's own text names an in-memory buffer object: say what matters instead.

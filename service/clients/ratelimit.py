@@ -9,9 +9,11 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 MIN_WAIT_SECONDS = 0.01
-# Waiting a little past the window's reset absorbs the jitter between our clock and the
-# moment the provider sees the request: it must never count one more than the limit.
-SAFETY_MARGIN_SECONDS = 0.05
+# Waiting a little past the window's reset absorbs the delay between the moment we count a
+# request and the moment the provider sees it: 2% of the window, at least 50 ms (1.2 s for
+# Discogs' minute, 50 ms for MusicBrainz' second).
+SAFETY_MARGIN_SHARE = 0.02
+MIN_SAFETY_MARGIN_SECONDS = 0.05
 
 
 class SharedRateLimiter:
@@ -22,12 +24,13 @@ class SharedRateLimiter:
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._item = item
         self._key = key
+        self._margin = max(item.get_expiry() * SAFETY_MARGIN_SHARE, MIN_SAFETY_MARGIN_SECONDS)
 
     async def acquire(self) -> None:
         """Block until one more request is allowed, then count it."""
         while not await self._limiter.hit(self._item, self._key):
             stats = await self._limiter.get_window_stats(self._item, self._key)
-            wait = stats.reset_time - time.time() + SAFETY_MARGIN_SECONDS
+            wait = stats.reset_time - time.time() + self._margin
             await asyncio.sleep(max(wait, MIN_WAIT_SECONDS))
 
     async def close(self) -> None:

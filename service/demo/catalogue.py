@@ -174,6 +174,9 @@ DISCOGS_ARTISTS = {
         SampleDiscogsArtist(611202, "Okonkwo Brass"),
         # Close to "Harbor Lights", not close enough: the match is ambiguous.
         SampleDiscogsArtist(733001, "Harbour Lights Orchestra", "Light orchestral group."),
+        # Two artists of one name: a search cannot tell them apart.
+        SampleDiscogsArtist(733101, "Static Orchard", "Canadian noise rock band."),
+        SampleDiscogsArtist(733102, "Static Orchard (2)", "Dutch ambient project."),
         # Nothing like "Quiet Cartographer": no match.
         SampleDiscogsArtist(733002, "Quiet Riot", "Heavy metal band."),
     )

@@ -43,6 +43,7 @@ class Fault:
     status: int
     times: int
     headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
 
 
 @dataclass
@@ -120,10 +121,12 @@ class LocalProviders:
         """Where the image host serves its files."""
         return f"{self.base_url}/images"
 
-    def fail(self, path_contains: str, status: int, *, times: int = 1, **headers: str) -> None:
-        """Answer `status` to the next `times` requests whose path contains the text."""
+    def fail(
+        self, path_contains: str, status: int, *, times: int = 1, body: Any = None, **headers: str
+    ) -> None:
+        """Answer `status` (and `body`) to the next `times` requests whose path has the text."""
         with self._lock:
-            self._faults.append(Fault(path_contains, status, times, headers))
+            self._faults.append(Fault(path_contains, status, times, headers, body))
 
     def stall(self, path_contains: str, seconds: float) -> None:
         """Hold every answer to a path containing the text for `seconds` (a slow provider)."""
@@ -161,7 +164,8 @@ class LocalProviders:
         time.sleep(stall)  # each request has its own server thread
         fault = self._take_fault(path)
         if fault is not None:
-            return Answer(fault.status, {"error": "Injected failure"}, fault.headers)
+            body = fault.body if fault.body is not None else {"error": "Injected failure"}
+            return Answer(fault.status, body, fault.headers)
         if path.startswith("/ws/2/"):
             if self._over_rate():
                 return Answer(503, {"error": "Your requests are exceeding the allowable rate."})

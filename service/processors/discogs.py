@@ -1,6 +1,7 @@
 """`discogs_artist`: find the artist on Discogs, score the match, enrich on a confident one."""
 
 from service.clients.discogs import DiscogsArtist, RequestTally, SearchResult
+from service.errors import NotFoundError
 from service.lineage import JobRun
 from service.models import Artist, JobStatus, JobType
 from service.models.jobs import CacheImageJob, DiscogsJob
@@ -36,9 +37,13 @@ async def _find(
     if job.discogs_id is not None:
         # MusicBrainz links this Discogs id: as near certain as a match gets.
         details.match_source, details.confidence = "musicbrainz_link", 1.0
-        artist = await discogs.get_artist(job.discogs_id, tally)
-        _record_match(details, artist, 1.0)
-        return artist
+        try:
+            artist = await discogs.get_artist(job.discogs_id, tally)
+        except NotFoundError:
+            details.confidence = None  # a stale link (merged or deleted artist): search instead
+        else:
+            _record_match(details, artist, 1.0)
+            return artist
     details.match_source = "search"
     results = await discogs.search_artists(job.name, tally)
     ranked = _rank(job.name, results)
@@ -50,7 +55,10 @@ async def _find(
     score = confidence(job.name, artist.name, artist.namevariations)
     _record_match(details, artist, score)
     settings = providers.settings
-    if score >= settings.discogs_match_threshold:
+    tied = len(ranked) > 1 and ranked[1].score >= ranked[0].score
+    if tied and score >= settings.discogs_ambiguous_threshold:
+        details.outcome = "ambiguous"  # equal names ("Nirvana", "Nirvana (2)"): cannot tell
+    elif score >= settings.discogs_match_threshold:
         details.outcome = "matched"
     elif score >= settings.discogs_ambiguous_threshold:
         details.outcome = "ambiguous"
@@ -82,7 +90,9 @@ async def _enrich(
     providers: Providers,
 ) -> None:
     details = run.details
-    masters = await providers.discogs.search_masters(artist.name, tally)
+    # `artist=` is a loose text filter on Discogs: keep the masters credited to this name.
+    found = await providers.discogs.search_masters(artist.name, tally)
+    masters = [m for m in found if m.title.startswith(f"{artist.name} - ")]
     details.genres = most_frequent(g for m in masters for g in m.genre)
     details.styles = most_frequent(s for m in masters for s in m.style)
     details.profile = profile_text(artist.profile)

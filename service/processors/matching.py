@@ -26,6 +26,8 @@ def normalise_name(name: str) -> str:
 def confidence(query: str, name: str, variations: Iterable[str] = ()) -> float:
     """How sure we are that `name` (or one of its variations) is `query`, in [0, 1]."""
     wanted = normalise_name(query)
+    if not wanted:
+        return 0.0  # "!!!" and "???" both normalise to nothing: that is no evidence
     scores = [fuzz.ratio(wanted, normalise_name(c)) for c in (name, *variations) if c]
     return round(max(scores, default=0.0) / 100, 4)
 
@@ -36,7 +38,7 @@ def most_frequent(values: Iterable[str]) -> list[str]:
 
 
 # Discogs profile markup: [a=Name] [l=Label] [url=...]text[/url] [b]...[/b] [a123] [r=456] ...
-_NAMED_LINK = re.compile(r"\[(?:a|l)=([^\]]+)\]")
+_NAMED_LINK = re.compile(r"\[(?:a|l)=([^\]]+?)(?: \(\d+\))?\]")
 _URL_LINK = re.compile(r"\[url=[^\]]*\](.*?)\[/url\]", re.IGNORECASE | re.DOTALL)
 _ID_LINK = re.compile(r"\[(?:a|l|r|m)=?\d+\]")
 _STYLE_TAG = re.compile(r"\[/?(?:b|i|u|s)\]", re.IGNORECASE)

@@ -141,7 +141,9 @@ class TestCloudflare:
 
         again = await cache(client, "c-cf-again", url)
         assert again["details"]["deduplicated"] is True
-        assert list(fake.images) == [sha]
+        assert again["details"]["cloudflareId"] == sha
+        # One upload each time (the second refused as a duplicate id), never a re-send.
+        assert [u.fields["id"].decode() for u in fake.uploads] == [sha, sha]
 
     async def test_failure_envelope_is_a_failed_entry_without_the_token(
         self,

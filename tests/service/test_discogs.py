@@ -59,12 +59,9 @@ async def test_musicbrainz_link_matches_with_full_confidence(
     )
     assert "[b]" not in details["profile"]
     assert details["imagesFound"] == 2
-    assert details["images"][0] == {
-        "type": "primary",
-        "uri": details["images"][0]["uri"],
-        "width": 600,
-        "height": 400,
-    }
+    primary = details["images"][0]
+    assert (primary["type"], primary["width"], primary["height"]) == ("primary", 600, 400)
+    assert primary["uri"].startswith(f"{providers.images_url}/vela-nord.jpg")
     # Genres from the artist's masters, most frequent first.
     assert details["genres"] == ["Electronic", "Folk"]
     assert details["styles"] == ["Ambient", "Drone"]
@@ -119,9 +116,45 @@ async def test_ambiguous_match_writes_nothing(
 async def test_no_match(client: EnrichmentClient, mongo: Any, settings: Settings) -> None:
     quiet = ARTISTS["Quiet Cartographer"]
     await run_discogs(client, "d-none", name=quiet.name, mbid=quiet.mbid)
-    details = (await raw_log(mongo, settings, "d-none"))["details"]
-    assert details["outcome"] == "no_match"
-    assert details["confidence"] < 0.6
+    log = await raw_log(mongo, settings, "d-none")
+    assert log["status"] == "skipped"
+    assert log["details"]["outcome"] == "no_match"
+    assert log["details"]["confidence"] < 0.6
+    assert log["fieldsEnriched"] == []
+    assert await Artist.find_one({"mbid": quiet.mbid}) is None
+
+
+async def test_equal_names_are_ambiguous(
+    client: EnrichmentClient, mongo: Any, settings: Settings
+) -> None:
+    orchard = ARTISTS["Static Orchard"]
+    await run_discogs(client, "d-tie", name=orchard.name, mbid=orchard.mbid)
+    log = await raw_log(mongo, settings, "d-tie")
+    assert (log["status"], log["details"]["outcome"]) == ("skipped", "ambiguous")
+    assert [c["score"] for c in log["details"]["candidates"]][:2] == [1.0, 1.0]
+    assert await Artist.find_one({"mbid": orchard.mbid}) is None
+
+
+async def test_stale_musicbrainz_link_falls_back_to_search(
+    client: EnrichmentClient, mongo: Any, settings: Settings
+) -> None:
+    okonkwo = ARTISTS["Okonkwo Brass Collective"]
+    await run_discogs(client, "d-stale", name=okonkwo.name, mbid=okonkwo.mbid, discogs_id=999999)
+    details = (await raw_log(mongo, settings, "d-stale"))["details"]
+    assert details["matchSource"] == "search"
+    assert (details["outcome"], details["discogsId"]) == ("matched", 611203)
+
+
+async def test_5xx_is_retried_then_a_retryable_failure(
+    client: EnrichmentClient, mongo: Any, settings: Settings, providers: LocalProviders
+) -> None:
+    providers.fail("/discogs/artists/", 500, times=100)
+    vela = ARTISTS["Vela Nord"]
+    await run_discogs(client, "d-500", name=vela.name, mbid=vela.mbid, discogs_id=402117)
+    log = await raw_log(mongo, settings, "d-500")
+    assert (log["status"], log["error"]["type"]) == ("failed", "ProviderUnavailableError")
+    assert log["error"]["retryable"] is True
+    assert log["details"]["requests"] == settings.provider_retry_attempts
 
 
 async def test_429_is_retried_with_backoff(
@@ -137,7 +170,10 @@ async def test_429_is_retried_with_backoff(
     assert statuses == [429, 200, 200]
 
 
-@pytest.mark.parametrize(("status", "error"), [(401, "ProviderError"), (404, "NotFoundError")])
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(401, "ProviderError"), (403, "ProviderError"), (422, "InvalidRequestError")],
+)
 async def test_permanent_errors_are_not_retried(
     client: EnrichmentClient,
     mongo: Any,
@@ -153,7 +189,7 @@ async def test_permanent_errors_are_not_retried(
     assert log["status"] == "failed"
     assert (log["error"]["type"], log["error"]["retryable"]) == (error, False)
     assert str(status) in log["error"]["message"]
-    assert len(providers.discogs_requests()) == 1
+    assert len(providers.discogs_requests()) == 1  # permanent: not retried
     assert log["details"]["matchSource"] == "musicbrainz_link"  # what was known before it failed
     assert log["details"]["requests"] == 1
 

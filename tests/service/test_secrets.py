@@ -42,7 +42,8 @@ async def test_tokens_appear_nowhere_after_successes_and_failures(
     ok = await client.kick_album(title="Northern Drift", artist="Vela Nord")
     await client.wait_for_root(ok, timeout=60)
     # Failures: Discogs refusing the token, Cloudflare quoting the Authorization header back.
-    providers.fail("/discogs/", 401, times=100)
+    echo = {"message": f"Invalid token: Discogs token={DISCOGS_TEST_TOKEN}"}
+    providers.fail("/discogs/", 401, times=100, body=echo)
     cloudflare_api[0].mode = "400-echo"
     failing = await client.kick_album(title="Tidal Glass", artist="Vela Nord")
     family = await client.wait_for_root(failing, timeout=60)

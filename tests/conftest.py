@@ -177,3 +177,16 @@ def cloudflare_api() -> Iterator[tuple[FakeCloudflare, str]]:
     yield fake, f"http://127.0.0.1:{server.server_address[1]}/client/v4"
     server.shutdown()
     server.server_close()
+
+
+def cloudflare_env(settings_env: dict[str, str], base_url: str) -> dict[str, str]:
+    """Test settings with image caching sent to the fake Cloudflare at `base_url`."""
+    from tests.service.test_image_store import ACCOUNT, ACCOUNT_HASH
+
+    return {
+        **settings_env,
+        "CLOUDFLARE_ACCOUNT_ID": ACCOUNT,
+        "CLOUDFLARE_API_TOKEN": CLOUDFLARE_TEST_TOKEN,
+        "CLOUDFLARE_ACCOUNT_HASH": ACCOUNT_HASH,
+        "CLOUDFLARE_API_BASE_URL": base_url,
+    }

@@ -11,8 +11,8 @@ from service.demo.fake_images import image_bytes
 from service.demo.providers import LocalProviders
 from service.lineage import kick_job
 from service.models import Album
-from tests.conftest import CLOUDFLARE_TEST_TOKEN
-from tests.service.test_image_store import ACCOUNT, ACCOUNT_HASH, FakeCloudflare
+from tests.conftest import CLOUDFLARE_TEST_TOKEN, cloudflare_env
+from tests.service.test_image_store import ACCOUNT_HASH, FakeCloudflare
 
 ALBUM_MBID = "a6f47222-b3c8-56e4-9802-8fc71a81e9f0"
 DETAIL_KEYS = {
@@ -107,13 +107,7 @@ class TestCloudflare:
     def settings_env(
         self, settings_env: dict[str, str], cloudflare_api: tuple[FakeCloudflare, str]
     ) -> dict[str, str]:
-        return {
-            **settings_env,
-            "CLOUDFLARE_ACCOUNT_ID": ACCOUNT,
-            "CLOUDFLARE_API_TOKEN": CLOUDFLARE_TEST_TOKEN,
-            "CLOUDFLARE_ACCOUNT_HASH": ACCOUNT_HASH,
-            "CLOUDFLARE_API_BASE_URL": cloudflare_api[1],
-        }
+        return cloudflare_env(settings_env, cloudflare_api[1])
 
     async def test_upload_with_sha256_id_and_no_duplicate_on_retry(
         self,

@@ -6,9 +6,9 @@ import json
 import re
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -242,16 +242,9 @@ def handler_for(api: FakeCloudflare) -> type[BaseHTTPRequestHandler]:
 
 
 @pytest.fixture
-def api() -> Iterator[tuple[FakeCloudflare, str]]:
-    """The fake API and its base URL, served from a background thread."""
-    fake = FakeCloudflare()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(fake))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield fake, f"http://127.0.0.1:{server.server_address[1]}/client/v4"
-    server.shutdown()
-    server.server_close()
+def api(cloudflare_api: tuple[FakeCloudflare, str]) -> tuple[FakeCloudflare, str]:
+    """The fake API and its base URL (the shared fixture in conftest)."""
+    return cloudflare_api
 
 
 @pytest.fixture

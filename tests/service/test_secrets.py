@@ -10,8 +10,8 @@ from pymongo import AsyncMongoClient
 from service.client import EnrichmentClient
 from service.config import Settings
 from service.demo.providers import LocalProviders
-from tests.conftest import CLOUDFLARE_TEST_TOKEN, DISCOGS_TEST_TOKEN
-from tests.service.test_image_store import ACCOUNT, ACCOUNT_HASH, FakeCloudflare
+from tests.conftest import CLOUDFLARE_TEST_TOKEN, DISCOGS_TEST_TOKEN, cloudflare_env
+from tests.service.test_image_store import FakeCloudflare
 
 SECRETS = (DISCOGS_TEST_TOKEN, CLOUDFLARE_TEST_TOKEN)
 
@@ -20,13 +20,7 @@ SECRETS = (DISCOGS_TEST_TOKEN, CLOUDFLARE_TEST_TOKEN)
 def settings_env(
     settings_env: dict[str, str], cloudflare_api: tuple[FakeCloudflare, str]
 ) -> dict[str, str]:
-    return {
-        **settings_env,
-        "CLOUDFLARE_ACCOUNT_ID": ACCOUNT,
-        "CLOUDFLARE_API_TOKEN": CLOUDFLARE_TEST_TOKEN,
-        "CLOUDFLARE_ACCOUNT_HASH": ACCOUNT_HASH,
-        "CLOUDFLARE_API_BASE_URL": cloudflare_api[1],
-    }
+    return cloudflare_env(settings_env, cloudflare_api[1])
 
 
 async def test_tokens_appear_nowhere_after_successes_and_failures(

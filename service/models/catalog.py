@@ -8,6 +8,7 @@ from pydantic.alias_generators import to_camel
 from pymongo import ASCENDING, IndexModel
 
 from service.models.base import CamelModel
+from service.models.logs import DiscogsImageRef
 
 
 class CreditedArtist(CamelModel):
@@ -23,15 +24,6 @@ class LifeSpan(CamelModel):
     begin: str | None = None
     end: str | None = None
     ended: bool | None = None
-
-
-class DiscogsImage(CamelModel):
-    """An image Discogs lists for an artist."""
-
-    type: str
-    uri: str
-    width: int | None = None
-    height: int | None = None
 
 
 class Album(Document):
@@ -72,7 +64,7 @@ class Artist(Document):
     discogs_id: int | None = None
     discogs_url: str | None = None
     profile: str | None = None
-    images: list[DiscogsImage] = []
+    images: list[DiscogsImageRef] = []
     discogs_genres: list[str] = []
     discogs_styles: list[str] = []
     cached_image_url: str | None = None

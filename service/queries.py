@@ -28,38 +28,64 @@ async def roots(
     return [RootSummary(root=entry, **rollups.get(entry.job_id or "", {})) for entry in page]
 
 
-async def _latest_root_attempts(
-    *, limit: int, skip: int, status: str | None, job_type: str | None
-) -> list[LogEntry]:
-    # One index-ordered cursor over root logs, newest first. A retried root has one log per
-    # attempt and its latest attempt started last, so the first log seen of each job is the
-    # one that counts; the status filter applies to it, not to earlier attempts.
+class RootPage:
+    """Collects one page of roots from logs newest first, one per job (its latest attempt).
+
+    A retried root has one log per attempt and its latest attempt started last, so the first
+    log seen of each job is the one that counts; the status filter applies to it.
+    """
+
+    def __init__(self, *, limit: int, skip: int = 0, status: str | None = None) -> None:
+        self._wanted, self._skip, self._status = skip + limit, skip, status
+        self._seen: set[str] = set()
+        self._matching: list[LogEntry] = []
+
+    def offer(self, document: dict[str, Any]) -> bool:
+        """Consider the next log; True once the page is full."""
+        entry = LogEntry.model_validate(document)
+        if entry.job_id not in self._seen:
+            self._seen.add(entry.job_id or "")
+            if self._status is None or entry.status == self._status:
+                self._matching.append(entry)
+        return len(self._matching) >= self._wanted
+
+    @property
+    def entries(self) -> list[LogEntry]:
+        """The page."""
+        return self._matching[self._skip :]
+
+
+def roots_query(*, job_type: str | None = None) -> dict[str, Any]:
+    """The root-log query (served by the isRootJob index)."""
     query: dict[str, Any] = {"isRootJob": True}
     if job_type is not None:
         query["jobType"] = str(job_type)
-    seen: set[str] = set()
-    matching: list[LogEntry] = []
-    cursor = EnrichmentLog.get_pymongo_collection().find(query, sort=[("startedAt", -1)])
+    return query
+
+
+async def _latest_root_attempts(
+    *, limit: int, skip: int, status: str | None, job_type: str | None
+) -> list[LogEntry]:
+    page = RootPage(limit=limit, skip=skip, status=status)
+    collection = EnrichmentLog.get_pymongo_collection()
+    cursor = collection.find(roots_query(job_type=job_type), sort=[("startedAt", -1)])
     try:
         async for document in cursor:
-            entry = LogEntry.model_validate(document)
-            if entry.job_id in seen:
-                continue
-            seen.add(entry.job_id or "")
-            if status is None or entry.status == status:
-                matching.append(entry)
-                if len(matching) >= skip + limit:
-                    break
+            if page.offer(document):
+                break
     finally:
         await cursor.close()
-    return matching[skip:]
+    return page.entries
 
 
-async def _rollups(root_ids: list[str]) -> dict[str, dict[str, Any]]:
-    if not root_ids:
-        return {}
+def rollup_pipeline(root_ids: list[str]) -> list[dict[str, Any]]:
+    """One aggregation rolling up many roots' families (served by the parentJobId index)."""
+
+    def count(condition: dict[str, Any]) -> dict[str, Any]:
+        return {"$sum": {"$cond": [condition, 1, 0]}}
+
     # Count jobs, not attempts: keep each child job's latest attempt, then roll up per root.
-    pipeline: list[dict[str, Any]] = [
+    return [
         {"$match": {"parentJobId": {"$in": root_ids}}},
         {"$sort": {"jobId": 1, "attempt": 1}},
         {
@@ -67,6 +93,8 @@ async def _rollups(root_ids: list[str]) -> dict[str, dict[str, Any]]:
                 "_id": "$jobId",
                 "root": {"$last": "$parentJobId"},
                 "status": {"$last": "$status"},
+                "jobType": {"$last": "$jobType"},
+                "outcome": {"$last": "$details.outcome"},
                 "finishedAt": {"$last": "$finishedAt"},
             }
         },
@@ -74,13 +102,29 @@ async def _rollups(root_ids: list[str]) -> dict[str, dict[str, Any]]:
             "$group": {
                 "_id": "$root",
                 "childrenTotal": {"$sum": 1},
-                "childrenFailed": {"$sum": {"$cond": [{"$eq": ["$status", "failed"]}, 1, 0]}},
-                "childrenSkipped": {"$sum": {"$cond": [{"$eq": ["$status", "skipped"]}, 1, 0]}},
+                "childrenFailed": count({"$eq": ["$status", "failed"]}),
+                "childrenSkipped": count({"$eq": ["$status", "skipped"]}),
+                "matched": count({"$eq": ["$outcome", "matched"]}),
+                "noMatch": count({"$eq": ["$outcome", "no_match"]}),
+                "ambiguous": count({"$eq": ["$outcome", "ambiguous"]}),
+                "cached": count(
+                    {
+                        "$and": [
+                            {"$eq": ["$jobType", "cache_image"]},
+                            {"$eq": ["$status", "success"]},
+                        ]
+                    }
+                ),
                 "lastFinishedAt": {"$max": "$finishedAt"},
             }
         },
     ]
-    cursor = await EnrichmentLog.get_pymongo_collection().aggregate(pipeline)
+
+
+async def _rollups(root_ids: list[str]) -> dict[str, dict[str, Any]]:
+    if not root_ids:
+        return {}
+    cursor = await EnrichmentLog.get_pymongo_collection().aggregate(rollup_pipeline(root_ids))
     return {row.pop("_id"): row async for row in cursor}
 
 

@@ -13,6 +13,10 @@ class RootSummary(CamelModel):
     children_total: int = 0
     children_failed: int = 0
     children_skipped: int = 0
+    matched: int = 0
+    no_match: int = 0
+    ambiguous: int = 0
+    cached: int = 0
     last_finished_at: datetime | None = None
 
 

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     http_user_agent: str = Field(default=DEFAULT_USER_AGENT, alias="HTTP_USER_AGENT")
     http_timeout_seconds: float = Field(default=15.0, alias="HTTP_TIMEOUT_SECONDS", gt=0)
 
+    dashboard_host: str = Field(default="127.0.0.1", alias="DASHBOARD_HOST")
+    dashboard_port: int = Field(default=8501, alias="DASHBOARD_PORT", ge=1, le=65535)
+    dashboard_password: SecretStr | None = Field(default=None, alias="DASHBOARD_PASSWORD")
+    dashboard_read_only: bool = Field(default=False, alias="DASHBOARD_READ_ONLY")
+
     # MusicBrainz allows one request per second per client IP, shared by all workers.
     musicbrainz_rate_limit: str = Field(default="1/second", alias="MUSICBRAINZ_RATE_LIMIT")
     musicbrainz_min_score: int = Field(default=90, alias="MUSICBRAINZ_MIN_SCORE", ge=0, le=100)
@@ -78,7 +83,7 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, alias="SHUTDOWN_GRACE_SECONDS", ge=0)
     log_write_timeout_seconds: float = Field(default=60.0, alias="LOG_WRITE_TIMEOUT_SECONDS", gt=0)
 
-    @field_validator("discogs_token", "cloudflare_api_token", mode="before")
+    @field_validator("discogs_token", "cloudflare_api_token", "dashboard_password", mode="before")
     @classmethod
     def _blank_secret_is_unset(cls, value: object) -> object:
         # docker-compose passes unset variables through as "": treat that as not configured.
@@ -148,6 +153,11 @@ class Settings(BaseSettings):
     def musicbrainz_rate(self) -> RateLimitItem:
         """The parsed MusicBrainz rate limit."""
         return parse(self.musicbrainz_rate_limit)
+
+    @property
+    def dashboard_exposed(self) -> bool:
+        """Whether the dashboard listens beyond loopback (and so needs a password)."""
+        return self.dashboard_host not in ("127.0.0.1", "localhost", "::1")
 
     @property
     def discogs_rate(self) -> RateLimitItem:

@@ -1,0 +1,94 @@
+"""One card per timeline entry, typed by its job type."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from service.models import LogEntry
+from service.models.logs import CacheDetails, DiscogsDetails, MusicBrainzDetails
+
+STATUS_ICONS = {"success": "✅", "failed": "❌", "skipped": "⏭️"}
+
+
+def entry_card(entry: LogEntry, image_cache_dir: Path | None) -> None:
+    """Show one entry: header, then what its processor did."""
+    with st.container(border=True):
+        icon = STATUS_ICONS.get(entry.status or "", "❔")
+        entity = entry.entity_name or entry.entity_id or "—"
+        took = f"{entry.duration_ms} ms" if entry.duration_ms is not None else "unfinished"
+        st.markdown(f"{icon} **{entry.job_type}** · {entity} · attempt {entry.attempt} · {took}")
+        if entry.error is not None:
+            kind = "retryable" if entry.error.retryable else "permanent"
+            st.error(f"**{entry.error.type}** ({kind}): {entry.error.message}")
+        details = entry.details
+        if isinstance(details, CacheDetails):
+            _cache(details, image_cache_dir)
+        elif isinstance(details, DiscogsDetails):
+            _discogs(details)
+        elif isinstance(details, MusicBrainzDetails):
+            _musicbrainz(entry, details)
+        elif details:
+            st.json(details, expanded=False)
+
+
+def _musicbrainz(entry: LogEntry, details: MusicBrainzDetails) -> None:
+    found = f"{details.match_source or '—'} · outcome {details.outcome or '—'}"
+    st.caption(f"MusicBrainz {details.mbid or ''} · {found} · {details.requests} requests")
+    if entry.fields_enriched:
+        st.markdown("Fields written: " + ", ".join(f"`{f}`" for f in entry.fields_enriched))
+
+
+def _discogs(details: DiscogsDetails) -> None:
+    left, right = st.columns([2, 3])
+    with left:
+        outcome = f"{details.outcome or '—'} via {details.match_source or '—'}"
+        st.markdown(f"**{details.matched_name or '—'}** · {outcome}")
+        st.progress(details.confidence or 0.0, text=f"confidence {details.confidence or 0:.2f}")
+        chips = " ".join(f"`{g}`" for g in [*details.genres, *details.styles])
+        if chips:
+            st.markdown(chips)
+        st.caption(f"{details.images_found} images · {details.requests} requests")
+        if details.discogs_url:
+            st.markdown(f"[Discogs page]({details.discogs_url})")
+    with right:
+        if details.candidates:
+            st.dataframe(
+                [{"id": c.id, "name": c.name, "score": c.score} for c in details.candidates],
+                hide_index=True,
+            )
+        if details.profile:
+            st.caption(details.profile[:280] + ("…" if len(details.profile) > 280 else ""))
+
+
+def _cache(details: CacheDetails, image_cache_dir: Path | None) -> None:
+    before, after, facts = st.columns(3)
+    with before:
+        st.caption("before")
+        if details.before_url:
+            st.image(details.before_url, width=140)
+    with after:
+        st.caption("after")
+        shown = _cached_image(details, image_cache_dir)
+        if shown is not None:
+            st.image(shown, width=140)
+    with facts:
+        size = f"{details.size_bytes:,} bytes" if details.size_bytes is not None else "—"
+        dims = f"{details.width}×{details.height}" if details.width else "—"
+        st.markdown(
+            f"{details.format or '—'} · {dims} · {size}  \n"
+            f"location **{details.cache_location or '—'}**"
+            + (" · deduplicated" if details.deduplicated else "")
+        )
+        if details.cloudflare_id:
+            st.caption(f"Cloudflare id {details.cloudflare_id}")
+        if details.source_url:
+            st.caption(f"source {details.source_url}")
+
+
+def _cached_image(details: CacheDetails, image_cache_dir: Path | None) -> str | None:
+    # Local cache entries carry a path-only URL: the dashboard reads the file itself.
+    if details.cache_location == "local" and details.cache_path and image_cache_dir is not None:
+        path = (image_cache_dir / details.cache_path).resolve()
+        inside = path.is_relative_to(image_cache_dir.resolve())
+        return str(path) if inside and path.exists() else None
+    return details.after_url

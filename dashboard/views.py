@@ -1,0 +1,133 @@
+"""Page code: lays out widgets; every query goes through `dashboard.data`."""
+
+import asyncio
+from datetime import UTC, datetime, time
+
+import streamlit as st
+
+from dashboard import data
+from dashboard.cards import entry_card
+from dashboard.charts import waterfall
+from service.client import EnrichmentClient
+from service.errors import EnrichmentError
+from service.queries import pending_jobs
+
+STATUSES = ["success", "failed", "skipped"]
+JOB_TYPES = ["enrich_album", "enrich_artist", "discogs_artist", "cache_image"]
+REFRESH_SECONDS = 3
+
+
+def roots_view() -> None:
+    """Root jobs, newest first, filterable and paged; each expands into its family."""
+    st.title("Enrichment jobs")
+    filters = _root_filters()
+    page = int(st.session_state.get("roots_page", 0))
+    frame = data.roots_page(filters, page)
+    st.dataframe(frame, hide_index=True, width="stretch", key="roots_table")
+    previous, label, following = st.columns([1, 2, 1])
+    if previous.button("◀ newer", disabled=page == 0):
+        st.session_state["roots_page"] = page - 1
+        st.rerun()
+    label.caption(f"page {page + 1} · {len(frame)} roots")
+    if following.button("older ▶", disabled=len(frame) < data.PAGE_SIZE):
+        st.session_state["roots_page"] = page + 1
+        st.rerun()
+    for row in frame.to_dict("records"):
+        title = (
+            f"{row['job type']} · {row['entity']} · {row['status']} · {row['children']} children"
+        )
+        with st.expander(title):
+            family_view(str(row["job id"]))
+
+
+def _root_filters() -> data.RootFilters:
+    cols = st.columns(4)
+    status = cols[0].selectbox("status", [None, *STATUSES], format_func=lambda s: s or "any")
+    job_type = cols[1].selectbox("job type", [None, *JOB_TYPES], format_func=lambda s: s or "any")
+    entity = cols[2].text_input("entity", placeholder="name contains…")
+    days = cols[3].date_input("started between", value=[], format="YYYY-MM-DD")
+    since = until = None
+    if isinstance(days, tuple) and len(days) == 2:
+        since = datetime.combine(days[0], time.min, UTC)
+        until = datetime.combine(days[1], time.max, UTC)
+    return data.RootFilters(
+        status=status, job_type=job_type, entity=entity, since=since, until=until
+    )
+
+
+def family_view(root_id: str) -> None:
+    """A family's waterfall and cards; refreshes itself while any entry is unfinished."""
+    entries = data.family(root_id)
+    if not entries:
+        st.info(f"No log entries for {root_id}.")
+        return
+    st.altair_chart(waterfall(entries), width="stretch")
+    config = data.settings()
+    for entry in entries:
+        entry_card(entry, config.image_cache_dir)
+    if pending_jobs(root_id, entries, config.job_max_attempts):
+        st.caption(f"Still running: refreshing every {REFRESH_SECONDS} s…")
+        _refresh_soon()
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def _refresh_soon() -> None:
+    # Re-runs on its own; a full rerun picks up the family's new entries.
+    if st.session_state.get("_refresh_armed"):
+        st.session_state["_refresh_armed"] = False
+        st.rerun()
+    st.session_state["_refresh_armed"] = True
+
+
+def deep_link_view(root_id: str) -> None:
+    """`?root=<jobId>`: one family on its own page."""
+    st.title(f"Family of {root_id}")
+    family_view(root_id)
+
+
+def kick_view() -> None:
+    """A form that starts an album or artist enrichment as a new root."""
+    st.title("Start an enrichment")
+    if data.settings().dashboard_read_only:
+        st.warning("This dashboard is read-only (DASHBOARD_READ_ONLY).")
+        return
+    with st.form("kick"):
+        kind = st.radio("what", ["album", "artist"], horizontal=True)
+        mbid = st.text_input("MusicBrainz id (optional)")
+        name = st.text_input("title" if kind == "album" else "name")
+        artist = st.text_input("artist (albums)")
+        submitted = st.form_submit_button("Kick")
+    if submitted:
+        try:
+            root_id = asyncio.run(_kick(kind, mbid or None, name or None, artist or None))
+        except EnrichmentError as exc:
+            st.error(str(exc))
+        else:
+            st.success(f"Kicked root {root_id}: it appears in the table once a worker runs it.")
+
+
+async def _kick(kind: str, mbid: str | None, name: str | None, artist: str | None) -> str:
+    async with EnrichmentClient(data.settings()) as client:
+        if kind == "album":
+            return await client.kick_album(mbid=mbid, title=name, artist=artist)
+        return await client.kick_artist(mbid=mbid, name=name)
+
+
+def search_view() -> None:
+    """Every root whose family touched an artist or album (by name or id)."""
+    st.title("Entity search")
+    text = st.text_input("artist or album name, or id")
+    if text.strip():
+        st.dataframe(data.entity_roots(text), hide_index=True, width="stretch")
+
+
+def orphans_view() -> None:
+    """Entries whose root log is gone: incomplete families."""
+    st.title("Orphans")
+    st.dataframe(data.orphans(), hide_index=True, width="stretch")
+
+
+def legacy_view() -> None:
+    """Entries written before lineage existed, or tagged legacy."""
+    st.title("Legacy logs")
+    st.dataframe(data.legacy(0), hide_index=True, width="stretch")

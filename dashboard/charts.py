@@ -54,7 +54,7 @@ def waterfall(entries: list[LogEntry]) -> alt.Chart:
     colours = alt.Scale(domain=list(STATUS_COLOURS), range=list(STATUS_COLOURS.values()))
     chart: alt.Chart = (
         alt.Chart(frame, title=title)
-        .mark_bar(minWidth=3, cornerRadius=2)
+        .mark_bar(cornerRadius=2)
         .encode(
             x=alt.X("start:T", title=None),
             x2="end:T",

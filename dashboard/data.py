@@ -26,7 +26,11 @@ def settings() -> Settings:
     return Settings()
 
 
-@st.cache_resource
+def _close(db: Database[Document]) -> None:
+    db.client.close()
+
+
+@st.cache_resource(on_release=_close)
 def database() -> Database[Document]:
     """The store's database, starting the embedded store when nothing else is configured."""
     config = settings()

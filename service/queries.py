@@ -84,6 +84,12 @@ def rollup_pipeline(root_ids: list[str]) -> list[dict[str, Any]]:
     def count(condition: dict[str, Any]) -> dict[str, Any]:
         return {"$sum": {"$cond": [condition, 1, 0]}}
 
+    def discogs(outcome: str) -> dict[str, Any]:
+        # Match outcomes are Discogs': MusicBrainz lookups also say "matched" in their details.
+        return count(
+            {"$and": [{"$eq": ["$jobType", "discogs_artist"]}, {"$eq": ["$outcome", outcome]}]}
+        )
+
     # Count jobs, not attempts: keep each child job's latest attempt, then roll up per root.
     return [
         {"$match": {"parentJobId": {"$in": root_ids}}},
@@ -104,9 +110,9 @@ def rollup_pipeline(root_ids: list[str]) -> list[dict[str, Any]]:
                 "childrenTotal": {"$sum": 1},
                 "childrenFailed": count({"$eq": ["$status", "failed"]}),
                 "childrenSkipped": count({"$eq": ["$status", "skipped"]}),
-                "matched": count({"$eq": ["$outcome", "matched"]}),
-                "noMatch": count({"$eq": ["$outcome", "no_match"]}),
-                "ambiguous": count({"$eq": ["$outcome", "ambiguous"]}),
+                "matched": discogs("matched"),
+                "noMatch": discogs("no_match"),
+                "ambiguous": discogs("ambiguous"),
                 "cached": count(
                     {
                         "$and": [

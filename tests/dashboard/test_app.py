@@ -1,0 +1,129 @@
+"""The dashboard under Streamlit's AppTest, against a store seeded by real job families."""
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from dashboard.data import RootFilters
+from service.client import EnrichmentClient
+from service.demo.catalogue import ALBUMS
+
+APP = str(Path(__file__).parents[2] / "dashboard" / "app.py")
+
+
+@pytest.fixture
+def dashboard_env(settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The app reads its settings from the environment: give it the test's."""
+    for key, value in settings_env.items():
+        monkeypatch.setenv(key, value)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
+async def seeded(client: EnrichmentClient, dashboard_env: None) -> dict[str, str]:
+    """Two real families: one that succeeds, one with failures."""
+    roots = {
+        "Northern Drift": await client.kick_album(title="Northern Drift", artist="Vela Nord"),
+        "Copper Wires": await client.kick_album(mbid=ALBUMS["Copper Wires"].mbid),
+    }
+    for root_id in roots.values():
+        await client.wait_for_root(root_id, timeout=60)
+    return roots
+
+
+def run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+async def test_roots_table_lists_only_roots_with_rollups(seeded: dict[str, str]) -> None:
+    at = run(AppTest.from_file(APP, default_timeout=30))
+    table = at.dataframe[0].value
+    assert set(table["job id"]) == set(seeded.values())
+    drift = table[table["job id"] == seeded["Northern Drift"]].iloc[0]
+    assert (drift["children"], drift["failed"], drift["matched"], drift["cached"]) == (7, 0, 2, 3)
+    wires = table[table["job id"] == seeded["Copper Wires"]].iloc[0]
+    assert (wires["children"], wires["failed"]) == (2, 2)
+    assert list(table["started"]) == sorted(table["started"], reverse=True)
+    labels = [e.label for e in at.expander]
+    assert any("Northern Drift" in label for label in labels)
+
+
+async def test_deep_link_opens_a_family_with_cards_in_order(seeded: dict[str, str]) -> None:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["root"] = seeded["Copper Wires"]
+    run(at)
+    assert at.title[0].value == f"Family of {seeded['Copper Wires']}"
+    text = " ".join(m.value for m in at.markdown)
+    assert text.index("enrich_album") < text.index("cache_image")
+    errors = " ".join(e.value for e in at.error)
+    assert "NotAnImageError" in errors
+    assert "ProviderUnavailableError" in errors
+
+
+async def test_filter_text_is_data_not_query_syntax(seeded: dict[str, str]) -> None:
+    query = RootFilters(entity='{"$ne": null}').query()
+    assert query["entityName"]["$regex"] == r'\{"\$ne":\ null\}'
+    at = run(AppTest.from_file(APP, default_timeout=30))
+    at.text_input[0].set_value('{"$ne": null}')
+    run(at)
+    assert at.dataframe[0].value.empty
+    at.text_input[0].set_value("northern")
+    run(at)
+    assert list(at.dataframe[0].value["job id"]) == [seeded["Northern Drift"]]
+
+
+async def test_orphans_show_a_deleted_roots_family(
+    seeded: dict[str, str], mongo: Any, settings: Any
+) -> None:
+    await mongo[settings.mongodb_db]["enrichment_logs"].delete_many(
+        {"jobId": seeded["Copper Wires"]}
+    )
+    at = run(AppTest.from_function(_orphans_script, default_timeout=30))
+    frame = at.dataframe[0].value
+    assert list(frame["missing root"]) == [seeded["Copper Wires"]]
+    assert frame.iloc[0]["state"] == "incomplete family"
+
+
+async def test_legacy_view_shows_logs_without_lineage(
+    seeded: dict[str, str], mongo: Any, settings: Any
+) -> None:
+    await mongo[settings.mongodb_db]["enrichment_logs"].insert_one(
+        {"jobId": "old-1", "jobType": "spotify_sync", "status": "partial"}
+    )
+    at = run(AppTest.from_function(_legacy_script, default_timeout=30))
+    assert list(at.dataframe[0].value["job id"]) == ["old-1"]
+
+
+async def test_entity_search_finds_roots_by_a_child_entity(seeded: dict[str, str]) -> None:
+    at = run(AppTest.from_function(_search_script, default_timeout=30))
+    at.text_input[0].set_value("mira kestrel")
+    run(at)
+    assert list(at.dataframe[0].value["root job id"]) == [seeded["Northern Drift"]]
+
+
+def _orphans_script() -> None:
+    from dashboard import views
+
+    views.orphans_view()
+
+
+def _legacy_script() -> None:
+    from dashboard import views
+
+    views.legacy_view()
+
+
+def _search_script() -> None:
+    from dashboard import views
+
+    views.search_view()

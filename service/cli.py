@@ -13,7 +13,7 @@ from rich.console import Console
 
 from service.client import EnrichmentClient
 from service.config import Settings
-from service.errors import EnrichmentError
+from service.errors import ConfigurationError, EnrichmentError
 from service.render import roots_table, timeline_table
 from service.store import ensure_store, is_listening, serve_embedded_store
 
@@ -61,6 +61,9 @@ def _add_service_commands(commands: Subparsers) -> None:
     store.add_argument("--port", type=int, help="instead of EMBEDDED_STORE_PORT")
     store.add_argument("--data-dir", type=Path, help="instead of ENRICHMENT_DATA_DIR")
     store.set_defaults(command=_store)
+    dashboard = commands.add_parser("dashboard", help="serve the Streamlit dashboard")
+    dashboard.add_argument("--port", type=int, help="instead of DASHBOARD_PORT (8501)")
+    dashboard.set_defaults(command=_dashboard)
     worker = commands.add_parser("worker", help="run Taskiq workers for the enrichment tasks")
     worker.add_argument("--workers", type=int, default=2, help="worker processes")
     worker.add_argument("--max-async-tasks", type=int, default=20, help="jobs at once, each")
@@ -120,6 +123,24 @@ async def _store(args: argparse.Namespace, settings: Settings) -> int:
 
     await serve_embedded_store(settings, on_ready=ready)
     return 0
+
+
+def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.dashboard_exposed and settings.dashboard_password is None:
+        raise ConfigurationError(
+            f"DASHBOARD_HOST={settings.dashboard_host} is reachable from other machines: "
+            "set DASHBOARD_PASSWORD (or bind to 127.0.0.1)"
+        )
+    ensure_store(settings)  # started once here, shared with workers and the demo
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    command = [
+        *(sys.executable, "-m", "streamlit", "run", str(app)),
+        *("--server.address", settings.dashboard_host),
+        *("--server.port", str(args.port or settings.dashboard_port)),
+        *("--server.headless", "true", "--browser.gatherUsageStats", "false"),
+        *("--client.toolbarMode", "minimal", "--server.fileWatcherType", "none"),
+    ]
+    os.execv(sys.executable, command)  # noqa: S606 - replace this process with Streamlit's
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:

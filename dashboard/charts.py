@@ -58,10 +58,12 @@ def waterfall(entries: list[LogEntry]) -> alt.Chart:
         .encode(
             x=alt.X("start:T", title=None),
             x2="end:T",
-            y=alt.Y("label:N", sort=alt.SortField("order"), title=None),
+            y=alt.Y(
+                "label:N", sort=alt.SortField("order"), title=None, axis=alt.Axis(labelLimit=360)
+            ),
             color=alt.Color("status:N", scale=colours, legend=alt.Legend(orient="bottom")),
             tooltip=["label:N", "status:N", "duration ms:Q", "error:N"],
         )
-        .properties(height=max(60, 28 * len(frame)))
+        .properties(height=alt.Step(24))
     )
     return chart

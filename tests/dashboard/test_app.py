@@ -1,42 +1,13 @@
 """The dashboard under Streamlit's AppTest, against a store seeded by real job families."""
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard.data import RootFilters
-from service.client import EnrichmentClient
-from service.demo.catalogue import ALBUMS
 
 APP = str(Path(__file__).parents[2] / "dashboard" / "app.py")
-
-
-@pytest.fixture
-def dashboard_env(settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The app reads its settings from the environment: give it the test's."""
-    for key, value in settings_env.items():
-        monkeypatch.setenv(key, value)
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
-
-@pytest.fixture
-async def seeded(client: EnrichmentClient, dashboard_env: None) -> dict[str, str]:
-    """Two real families: one that succeeds, one with failures."""
-    roots = {
-        "Northern Drift": await client.kick_album(title="Northern Drift", artist="Vela Nord"),
-        "Copper Wires": await client.kick_album(mbid=ALBUMS["Copper Wires"].mbid),
-    }
-    for root_id in roots.values():
-        await client.wait_for_root(root_id, timeout=60)
-    return roots
 
 
 def run(at: AppTest) -> AppTest:

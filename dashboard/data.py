@@ -76,7 +76,8 @@ def roots_page(filters: RootFilters, page: int) -> pd.DataFrame:
                 break
     entries = collector.entries
     ids = [entry.job_id for entry in entries if entry.job_id]
-    rollups = {row.pop("_id"): row for row in logs.aggregate(rollup_pipeline(ids))} if ids else {}
+    pipeline = rollup_pipeline(ids, settings().job_max_attempts)
+    rollups = {row.pop("_id"): row for row in logs.aggregate(pipeline)} if ids else {}
     return pd.DataFrame(
         [_root_row(entry, rollups.get(entry.job_id or "", {})) for entry in entries]
     )
@@ -93,6 +94,7 @@ def _root_row(root: LogEntry, rollup: Document) -> Document:
         "children": rollup.get("childrenTotal", 0),
         "failed": rollup.get("childrenFailed", 0),
         "skipped": rollup.get("childrenSkipped", 0),
+        "still running": rollup.get("stillRunning", 0),
         "matched": rollup.get("matched", 0),
         "no match": rollup.get("noMatch", 0),
         "ambiguous": rollup.get("ambiguous", 0),

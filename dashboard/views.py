@@ -107,7 +107,7 @@ def kick_view() -> None:
 
 
 async def _kick(kind: str, mbid: str | None, name: str | None, artist: str | None) -> str:
-    async with EnrichmentClient(data.settings()) as client:
+    async with EnrichmentClient(data.settings(), read_logs=False) as client:
         if kind == "album":
             return await client.kick_album(mbid=mbid, title=name, artist=artist)
         return await client.kick_artist(mbid=mbid, name=name)

@@ -27,20 +27,31 @@ POLL_SECONDS = 0.25
 class EnrichmentClient:
     """Kick enrichment jobs as roots and read their logs. Use as an async context manager."""
 
-    def __init__(self, settings: Settings | None = None, *, broker: AsyncBroker | None = None):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        broker: AsyncBroker | None = None,
+        read_logs: bool = True,
+    ):
         self.settings = settings or Settings()
+        # Kicking needs only the broker; a caller that never reads logs (the dashboard's
+        # form) skips binding the models to a store connection of its own.
+        self._read_logs = read_logs
         self._broker = broker
         self._owns_broker = broker is None
         self._store: AsyncMongoClient[dict[str, Any]] | None = None
 
     async def __aenter__(self) -> Self:
-        self._store = await connect_store(self.settings)
+        if self._read_logs:
+            self._store = await connect_store(self.settings)
         if self._broker is None:
             self._broker = create_broker(self.settings)
             try:
                 await self._broker.startup()
             except (RedisError, OSError) as exc:
-                await self._store.close()
+                if self._store is not None:
+                    await self._store.close()
                 where = redact_url(self.settings.redis_url)
                 raise BrokerUnavailableError(f"cannot reach Redis at {where}: {exc}") from exc
         return self

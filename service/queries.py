@@ -78,7 +78,7 @@ async def _latest_root_attempts(
     return page.entries
 
 
-def rollup_pipeline(root_ids: list[str]) -> list[dict[str, Any]]:
+def rollup_pipeline(root_ids: list[str], max_attempts: int = 3) -> list[dict[str, Any]]:
     """One aggregation rolling up many roots' families (served by the parentJobId index)."""
 
     def count(condition: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +102,8 @@ def rollup_pipeline(root_ids: list[str]) -> list[dict[str, Any]]:
                 "jobType": {"$last": "$jobType"},
                 "outcome": {"$last": "$details.outcome"},
                 "finishedAt": {"$last": "$finishedAt"},
+                "retryable": {"$last": "$error.retryable"},
+                "attempt": {"$last": "$attempt"},
             }
         },
         {
@@ -118,6 +120,16 @@ def rollup_pipeline(root_ids: list[str]) -> list[dict[str, Any]]:
                         "$and": [
                             {"$eq": ["$jobType", "cache_image"]},
                             {"$eq": ["$status", "success"]},
+                        ]
+                    }
+                ),
+                # Failed, retryable, attempts left: another attempt is on its way.
+                "stillRunning": count(
+                    {
+                        "$and": [
+                            {"$eq": ["$status", "failed"]},
+                            {"$eq": ["$retryable", True]},
+                            {"$lt": ["$attempt", max_attempts]},
                         ]
                     }
                 ),

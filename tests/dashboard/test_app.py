@@ -3,9 +3,11 @@
 from pathlib import Path
 from typing import Any
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.data import RootFilters
+from service.client import EnrichmentClient
 
 APP = str(Path(__file__).parents[2] / "dashboard" / "app.py")
 
@@ -98,3 +100,53 @@ def _search_script() -> None:
     from dashboard import views
 
     views.search_view()
+
+
+def _kick_script() -> None:
+    from dashboard import views
+
+    views.kick_view()
+
+
+async def test_kick_form_starts_a_root(client: EnrichmentClient, dashboard_env: None) -> None:
+    at = run(AppTest.from_function(_kick_script, default_timeout=30))
+    at.text_input[1].set_value("Paper Harbors")
+    at.text_input[2].set_value("Harbor Lights")
+    at.button[0].click()
+    run(at)
+    [message] = at.success
+    root_id = message.value.split()[2].rstrip(":")
+    family = await client.wait_for_root(root_id, timeout=60)
+    assert family.root[0].entity_name == "Paper Harbors"
+
+
+async def test_read_only_mode_hides_the_kick_form(
+    dashboard_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DASHBOARD_READ_ONLY", "true")
+    at = run(AppTest.from_function(_kick_script, default_timeout=30))
+    assert not at.button
+    assert "read-only" in at.warning[0].value
+
+
+async def test_exposed_without_password_refuses(
+    dashboard_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DASHBOARD_HOST", "0.0.0.0")
+    at = run(AppTest.from_file(APP, default_timeout=30))
+    assert "refusing" in at.error[0].value
+    assert not at.dataframe
+
+
+async def test_password_gate(dashboard_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DASHBOARD_PASSWORD", "open sesame")
+    at = run(AppTest.from_file(APP, default_timeout=30))
+    assert not at.dataframe
+    at.text_input[0].set_value("wrong")
+    run(at)
+    assert not at.dataframe
+    at.text_input[0].set_value("open sesame")
+    run(at)
+    assert at.dataframe
+    shown = [e.value for e in [*at.markdown, *at.caption, *at.error, *at.title]]
+    assert not any("open sesame" in str(value) for value in shown)

@@ -1,0 +1,92 @@
+"""Seed R roots × C children in the embedded store and measure the dashboard's data layer.
+
+    uv run python scripts/bench_dashboard.py --roots 200 --children 10
+
+Prints the store queries per roots page and per timeline (counted by a PyMongo command
+listener) and the median time of each, over repeated uncached runs. Asserts nothing.
+"""
+
+import argparse
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pymongo import MongoClient, monitoring
+
+from dashboard import data
+from service.config import Settings
+from service.store import ensure_store
+
+READS = {"find", "aggregate", "getMore", "distinct", "count"}
+
+
+class QueryCounter(monitoring.CommandListener):
+    """Counts read commands sent to the store."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        """Count one read."""
+        self.count += event.command_name in READS
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        """Nothing to do."""
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """Nothing to do."""
+
+
+def measure(action: Callable[[], Any], counter: QueryCounter, repeats: int) -> tuple[int, float]:
+    """Queries per call and median milliseconds, with Streamlit's data cache cleared each time."""
+    timings, queries = [], []
+    for _ in range(repeats):
+        data.st.cache_data.clear()
+        before = counter.count
+        started = time.perf_counter()
+        action()
+        timings.append((time.perf_counter() - started) * 1000)
+        queries.append(counter.count - before)
+    return max(queries), statistics.median(timings)
+
+
+def main(roots: int, children: int, repeats: int) -> None:
+    """Seed a throw-away database, measure, drop it."""
+    from scripts.bench_family_queries import seed_documents  # the same realistic families
+
+    counter = QueryCounter()
+    settings = Settings().model_copy(update={"mongodb_db": f"bench_{uuid.uuid4().hex[:8]}"})
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        ensure_store(settings), tz_aware=True, event_listeners=[counter]
+    )
+    database = client[settings.mongodb_db]
+    data.settings = lambda: settings  # type: ignore[assignment]  # the benchmark's own database
+    data.database = lambda: database  # type: ignore[assignment]
+    try:
+        documents, root_ids = seed_documents(roots, children)
+        started = time.perf_counter()
+        for i in range(0, len(documents), 1000):
+            database["enrichment_logs"].insert_many(documents[i : i + 1000])
+        print(f"seeded {len(documents)} logs in {time.perf_counter() - started:.1f}s")
+        filters = data.RootFilters()
+        page_queries, page_ms = measure(lambda: data.roots_page(filters, 0), counter, repeats)
+        middle = root_ids[len(root_ids) // 2]
+        family_queries, family_ms = measure(lambda: data.family(middle), counter, repeats)
+        page = f"roots page ({data.PAGE_SIZE} roots + roll-ups): {page_queries} queries"
+        print(f"{page}, median {page_ms:.1f} ms")
+        timeline = f"timeline ({children + 1} entries): {family_queries} queries"
+        print(f"{timeline}, median {family_ms:.1f} ms")
+    finally:
+        client.drop_database(settings.mongodb_db)
+        client.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--roots", type=int, default=200)
+    parser.add_argument("--children", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    main(args.roots, args.children, args.repeats)

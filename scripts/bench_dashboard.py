@@ -11,14 +11,17 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pymongo import MongoClient, monitoring
+from streamlit.testing.v1 import AppTest
 
 from dashboard import data
 from service.config import Settings
 from service.store import ensure_store
 
+APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 READS = {"find", "aggregate", "getMore", "distinct", "count"}
 
 
@@ -52,6 +55,22 @@ def measure(action: Callable[[], Any], counter: QueryCounter, repeats: int) -> t
     return max(queries), statistics.median(timings)
 
 
+def render(root: str | None, repeats: int) -> float:
+    """Median wall time of a whole script run of the app, uncached."""
+    timings = []
+    for _ in range(repeats):
+        data.st.cache_data.clear()
+        app = AppTest.from_file(str(APP), default_timeout=120)
+        if root is not None:
+            app.query_params["root"] = root
+        started = time.perf_counter()
+        app.run()
+        timings.append((time.perf_counter() - started) * 1000)
+        if app.exception:
+            raise RuntimeError(app.exception[0].message)
+    return statistics.median(timings)
+
+
 def main(roots: int, children: int, repeats: int) -> None:
     """Seed a throw-away database, measure, drop it."""
     from scripts.bench_family_queries import seed_documents  # the same realistic families
@@ -78,6 +97,9 @@ def main(roots: int, children: int, repeats: int) -> None:
         print(f"{page}, median {page_ms:.1f} ms")
         timeline = f"timeline ({children + 1} entries): {family_queries} queries"
         print(f"{timeline}, median {family_ms:.1f} ms")
+        page_render = render(None, repeats)
+        print(f"roots page rendered (AppTest, 50 expanders): median {page_render:.0f} ms")
+        print(f"family page rendered (AppTest, ?root=...): median {render(middle, repeats):.0f} ms")
     finally:
         client.drop_database(settings.mongodb_db)
         client.close()

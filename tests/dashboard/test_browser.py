@@ -14,6 +14,8 @@ from urllib.error import URLError
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from service.client import EnrichmentClient
+from service.demo.providers import LocalProviders
 from tests.conftest import free_port
 from tests.dashboard.test_app import APP
 
@@ -149,3 +151,30 @@ async def test_kick_form_adds_a_root(
         await asyncio.sleep(0.5)
     summaries = await page.locator('[data-testid="stExpander"] summary').all_inner_texts()
     assert len(summaries) == 3
+
+
+class TestAutoRefresh:
+    """A family still running refreshes its page by itself."""
+
+    @pytest.fixture
+    def settings_env(self, settings_env: dict[str, str]) -> dict[str, str]:
+        # The Discogs match is held up for seconds: give jobs time so none times out.
+        return {**settings_env, "JOB_TIMEOUT_SECONDS": "20", "REDELIVERY_IDLE_MS": "40000"}
+
+    async def test_a_running_family_refreshes_itself(
+        self, dashboard_url: str, page: Page, client: EnrichmentClient, providers: LocalProviders
+    ) -> None:
+        providers.stall("/discogs/artists/", 12)
+        root = await client.kick_artist(name="Mira Kestrel")
+        for _ in range(100):
+            if (await client.timeline(root)).root:
+                break
+            await asyncio.sleep(0.1)
+        await page.goto(f"{dashboard_url}/?root={root}")
+        await page.wait_for_selector(READY, timeout=30_000)
+        bars = page.locator('[data-testid="stVegaLiteChart"] g.mark-rect path')
+        await expect(bars).to_have_count(1)  # the root; its Discogs match is still running
+        await expect(page.get_by_text("Still running")).to_be_visible()
+        # No reload from here: the page picks up the Discogs match and the image by itself.
+        await expect(bars).to_have_count(3, timeout=45_000)
+        await expect(page.get_by_text("Still running")).to_have_count(0, timeout=10_000)

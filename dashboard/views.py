@@ -36,8 +36,12 @@ def roots_view() -> None:
         title = (
             f"{row['job type']} · {row['entity']} · {row['status']} · {row['children']} children"
         )
-        with st.expander(title):
-            family_view(str(row["job id"]))
+        key = f"family-{row['job id']}"
+        # Only an opened expander queries its family: the page itself costs one query and one
+        # aggregation, however many roots it lists.
+        with st.expander(title, key=key, on_change="rerun"):
+            if st.session_state.get(key):
+                family_view(str(row["job id"]))
 
 
 def _root_filters() -> data.RootFilters:

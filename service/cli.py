@@ -13,7 +13,7 @@ from rich.console import Console
 
 from service.client import EnrichmentClient
 from service.config import Settings
-from service.errors import ConfigurationError, EnrichmentError
+from service.errors import ConfigurationError, EnrichmentError, StoreUnavailableError
 from service.render import roots_table, timeline_table
 from service.store import ensure_store, is_listening, serve_embedded_store
 
@@ -93,6 +93,11 @@ def _add_read_commands(commands: Subparsers) -> None:
     roots.add_argument("--status", choices=["success", "failed", "skipped"])
     roots.add_argument("--job-type")
     roots.set_defaults(command=_roots)
+    migrate = commands.add_parser("migrate-legacy", help="tag logs written before lineage")
+    migrate.add_argument("--dry-run", action="store_true", help="report, change nothing")
+    migrate.add_argument("--batch-size", type=int, default=500)
+    migrate.add_argument("--mongodb-url", help="instead of MONGODB_URL / the embedded store")
+    migrate.set_defaults(command=_migrate)
     timeline = commands.add_parser("timeline", help="show a root job's family timeline")
     timeline.add_argument("job_id", metavar="JOB_ID")
     timeline.set_defaults(command=_timeline)
@@ -141,6 +146,49 @@ def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
         *("--client.toolbarMode", "minimal", "--server.fileWatcherType", "none"),
     ]
     os.execv(sys.executable, command)  # noqa: S606 - replace this process with Streamlit's
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from service.migration import LegacyMigration
+
+    url = args.mongodb_url or ensure_store(settings)
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        url, tz_aware=True, serverSelectionTimeoutMS=5000
+    )
+    with client:
+        try:
+            client.admin.command("ping")
+        except PyMongoError as exc:
+            raise StoreUnavailableError(f"cannot reach the store: {exc}") from exc
+        logs = client[settings.mongodb_db]["enrichment_logs"]
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("migrating", total=None)
+            migration = LegacyMigration(
+                logs,
+                batch_size=args.batch_size,
+                dry_run=args.dry_run,
+                progress=lambda rule, n: progress.update(task, advance=n, description=rule),
+            )
+            report = migration.run()
+    table = Table(
+        title="Legacy migration" + (" (dry run: nothing changed)" if args.dry_run else "")
+    )
+    table.add_column("")
+    table.add_column("documents", justify="right")
+    table.add_row("seen", str(report.seen))
+    for rule in ("tagged legacy", "tagged root", "tagged child", "startedAt filled"):
+        table.add_row(rule, str(report.changed[rule]))
+    table.add_row("unchanged", str(report.unchanged))
+    table.caption = f"{report.round_trips} store round trips"
+    console.print(table)
+    if not args.dry_run and not sum(report.changed.values()):
+        console.print("0 documents changed: the collection is up to date.")
+    return 0
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:

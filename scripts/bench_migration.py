@@ -1,0 +1,71 @@
+"""Seed N legacy logs in the embedded store and time the migration over them.
+
+    uv run python -m scripts.bench_migration --count 10000 --batch-size 500
+
+Prints documents/second and the store round trips the migration used (a PyMongo command
+listener counts them). Asserts nothing.
+"""
+
+import argparse
+import time
+import uuid
+from typing import Any
+
+from pymongo import MongoClient, monitoring
+
+from scripts.seed_legacy_logs import legacy_documents
+from service.config import Settings
+from service.migration import LegacyMigration
+from service.store import ensure_store
+
+
+class RoundTrips(monitoring.CommandListener):
+    """Counts every command sent to the store."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        """Count one round trip."""
+        self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        """Nothing to do."""
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """Nothing to do."""
+
+
+def main(count: int, batch_size: int) -> None:
+    """Seed a throw-away database, migrate it, print the figures, drop it."""
+    trips = RoundTrips()
+    settings = Settings()
+    database_name = f"bench_migration_{uuid.uuid4().hex[:8]}"
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        ensure_store(settings), tz_aware=True, event_listeners=[trips]
+    )
+    logs = client[database_name]["enrichment_logs"]
+    try:
+        started = time.perf_counter()
+        documents = legacy_documents(count)
+        for start in range(0, count, 1000):
+            logs.insert_many(documents[start : start + 1000])
+        print(f"seeded {count} legacy logs in {time.perf_counter() - started:.1f}s")
+        before, started = trips.count, time.perf_counter()
+        report = LegacyMigration(logs, batch_size=batch_size).run()
+        elapsed = time.perf_counter() - started
+        rate = report.seen / elapsed
+        print(f"migrated {report.seen} documents in {elapsed:.1f}s: {rate:.0f} docs/s")
+        print(f"store round trips: {trips.count - before} (batch size {batch_size})")
+        print(f"changes: {dict(report.changed)}")
+    finally:
+        client.drop_database(database_name)
+        client.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    args = parser.parse_args()
+    main(args.count, args.batch_size)

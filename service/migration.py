@@ -1,0 +1,182 @@
+"""Tag logs written before lineage existed, in batches, safely on a live store.
+
+Every rule selects only documents that still need it (`isRootJob` missing, `startedAt`
+missing, or `parentJobId` equal to `jobId`), so a second run changes nothing and a run killed
+at any point is finished by the next one. New logs always carry `isRootJob`, so they are never
+tagged legacy. One rule = a few round trips per batch, never one per document.
+"""
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, UpdateOne
+from pymongo.collection import Collection
+from pymongo.errors import PyMongoError
+
+from service.errors import StoreUnavailableError
+from service.models import EnrichmentLog
+
+Document = dict[str, Any]
+NO_ROOT_FLAG = {"isRootJob": {"$exists": False}}
+
+
+@dataclass
+class MigrationReport:
+    """What a run saw and changed (or, in a dry run, would change)."""
+
+    seen: int = 0
+    changed: Counter[str] = field(default_factory=Counter)
+    round_trips: int = 0
+
+    @property
+    def unchanged(self) -> int:
+        """Documents no rule touched."""
+        return max(self.seen - len(self._touched), 0)
+
+    _touched: set[Any] = field(default_factory=set)
+
+    def record(self, rule: str, ids: list[Any]) -> None:
+        """Count one rule applied to these documents."""
+        self.changed[rule] += len(ids)
+        self._touched.update(ids)
+
+
+class LegacyMigration:
+    """The migration over one `enrichment_logs` collection (sync PyMongo)."""
+
+    def __init__(
+        self,
+        logs: Collection[Document],
+        *,
+        batch_size: int = 500,
+        dry_run: bool = False,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self._logs = logs
+        self._batch = batch_size
+        self._dry = dry_run
+        self._progress = progress or (lambda rule, count: None)
+        self.report = MigrationReport()
+
+    def run(self) -> MigrationReport:
+        """Ensure the indexes, then apply every rule in order."""
+        try:
+            if not self._dry:
+                self._ensure_indexes()
+            self.report.seen = self._count({})
+            self._self_parented_roots()
+            self._referenced_roots()
+            self._children()
+            self._legacy()
+            self._started_at()
+        except PyMongoError as exc:
+            raise StoreUnavailableError(f"migration stopped: {exc}") from exc
+        return self.report
+
+    def _ensure_indexes(self) -> None:
+        for index in EnrichmentLog.Settings.indexes:
+            self._logs.create_indexes([index])
+            self.report.round_trips += 1
+
+    def _self_parented_roots(self) -> None:
+        # parentJobId == jobId: the job named itself as its root.
+        def fix(doc: Document) -> Document | None:
+            same = doc.get("parentJobId") is not None and doc.get("parentJobId") == doc.get("jobId")
+            return {"isRootJob": True, "parentJobId": None} if same else None
+
+        self._per_document("tagged root", {"parentJobId": {"$type": "string"}}, fix)
+
+    def _referenced_roots(self) -> None:
+        parents = [p for p in self._logs.distinct("parentJobId") if isinstance(p, str) and p]
+        self.report.round_trips += 1
+        for start in range(0, len(parents), self._batch):
+            chunk = parents[start : start + self._batch]
+            self._update(
+                "tagged root", {**NO_ROOT_FLAG, "jobId": {"$in": chunk}}, {"isRootJob": True}
+            )
+
+    def _children(self) -> None:
+        # Any parent reference counts, even an oddly typed one: such a log is not a root.
+        query = {**NO_ROOT_FLAG, "parentJobId": {"$exists": True, "$ne": None}}
+        self._update("tagged child", query, {"isRootJob": False})
+
+    def _legacy(self) -> None:
+        query = {
+            **NO_ROOT_FLAG,
+            "$or": [{"parentJobId": {"$exists": False}}, {"parentJobId": None}],
+        }
+        self._update("tagged legacy", query, {"isRootJob": False, "legacy": True})
+
+    def _started_at(self) -> None:
+        def fill(doc: Document) -> Document | None:
+            return {"startedAt": started_from(doc)}
+
+        self._per_document("startedAt filled", {"startedAt": {"$exists": False}}, fill)
+
+    def _update(self, rule: str, query: Document, values: Document) -> None:
+        """Set `values` on every match, a batch of ids at a time."""
+        for ids in self._batches(query):
+            if not self._dry:
+                self._logs.update_many({"_id": {"$in": ids}, **query}, {"$set": values})
+                self.report.round_trips += 1
+            self.report.record(rule, ids)
+            self._progress(rule, len(ids))
+
+    def _per_document(
+        self, rule: str, query: Document, change: Callable[[Document], Document | None]
+    ) -> None:
+        """Apply a per-document change as one bulk write per batch."""
+        for docs in self._batches(query, whole=True):
+            updates = [(doc["_id"], values) for doc in docs if (values := change(doc)) is not None]
+            if updates and not self._dry:
+                self._logs.bulk_write(
+                    [UpdateOne({"_id": i, **query}, {"$set": v}) for i, v in updates]
+                )
+                self.report.round_trips += 1
+            self.report.record(rule, [i for i, _ in updates])
+            self._progress(rule, len(docs))
+
+    def _batches(self, query: Document, *, whole: bool = False) -> Iterator[list[Any]]:
+        # Keyset paging on _id: stable while the updates above make documents leave the query.
+        last: Any = None
+        while True:
+            page_query = query if last is None else {"$and": [query, {"_id": {"$gt": last}}]}
+            projection = None if whole else {"_id": 1}
+            docs = list(
+                self._logs.find(
+                    page_query, projection, sort=[("_id", ASCENDING)], limit=self._batch
+                )
+            )
+            self.report.round_trips += 1
+            if not docs:
+                return
+            last = docs[-1]["_id"]
+            yield docs if whole else [doc["_id"] for doc in docs]
+
+    def _count(self, query: Document) -> int:
+        self.report.round_trips += 1
+        return self._logs.count_documents(query)
+
+
+def started_from(doc: Document) -> datetime:
+    """A start time for a log without one: createdAt, else timestamp, else its ObjectId's time."""
+    for key in ("createdAt", "timestamp"):
+        value = doc.get(key)
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                continue
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    identifier = doc.get("_id")
+    if isinstance(identifier, ObjectId):
+        return identifier.generation_time
+    return datetime(1970, 1, 1, tzinfo=UTC)

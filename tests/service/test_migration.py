@@ -1,0 +1,174 @@
+"""The legacy migration: every rule, dry run, idempotence, interruption, live writes, odd shapes."""
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from pymongo import MongoClient
+from pymongo.collection import Collection
+
+from scripts.seed_legacy_logs import legacy_documents
+from service.config import Settings
+from service.migration import LegacyMigration
+from service.models import LogEntry
+
+Document = dict[str, Any]
+
+
+@pytest.fixture
+def logs(settings: Settings) -> Iterator[Collection[Document]]:
+    assert settings.mongodb_url
+    with MongoClient(settings.mongodb_url, tz_aware=True) as client:
+        yield client[settings.mongodb_db]["enrichment_logs"]
+        client.drop_database(settings.mongodb_db)
+
+
+def by_job(logs: Collection[Document]) -> dict[str, Document]:
+    return {doc.get("jobId", ""): doc for doc in logs.find({}, {"_id": 0})}
+
+
+def test_each_rule(logs: Collection[Document]) -> None:
+    created = datetime(2024, 3, 1, tzinfo=UTC)
+    oid = ObjectId.from_datetime(datetime(2023, 7, 1, tzinfo=UTC))
+    logs.insert_many([
+        {"jobId": "legacy", "status": "success", "createdAt": created},
+        {"jobId": "root", "status": "success", "timestamp": 1714521600},
+        {"jobId": "child", "parentJobId": "root", "status": "failed"},
+        {"jobId": "self", "parentJobId": "self", "isRootJob": False, "startedAt": created},
+        {"_id": oid, "jobId": "bare"},
+        {"jobId": "new", "isRootJob": False, "parentJobId": "elsewhere", "startedAt": created},
+    ])  # fmt: skip
+    report = LegacyMigration(logs, batch_size=2).run()
+    docs = by_job(logs)
+    assert (docs["legacy"]["isRootJob"], docs["legacy"]["legacy"]) == (False, True)
+    assert docs["legacy"]["startedAt"] == created
+    assert docs["root"]["isRootJob"] is True
+    assert "legacy" not in docs["root"]
+    assert docs["root"]["startedAt"] == datetime(2024, 5, 1, tzinfo=UTC)
+    assert (docs["child"]["isRootJob"], "legacy" in docs["child"]) == (False, False)
+    assert (docs["self"]["isRootJob"], docs["self"]["parentJobId"]) == (True, None)
+    assert docs["bare"]["startedAt"] == datetime(2023, 7, 1, tzinfo=UTC)
+    assert docs["new"] == {
+        "jobId": "new",
+        "isRootJob": False,
+        "parentJobId": "elsewhere",
+        "startedAt": created,
+    }
+    assert report.changed == {
+        "tagged legacy": 2,
+        "tagged root": 2,
+        "tagged child": 1,
+        "startedAt filled": 4,
+    }
+    assert report.seen == 6
+    assert report.unchanged == 1
+    assert {"isRootJob_1_startedAt_-1", "parentJobId_1_startedAt_1"} <= set(
+        logs.index_information()
+    )
+
+
+def test_dry_run_changes_nothing(logs: Collection[Document]) -> None:
+    logs.insert_many(legacy_documents(60))
+    before = list(logs.find({}))
+    report = LegacyMigration(logs, dry_run=True, batch_size=7).run()
+    assert list(logs.find({})) == before
+    assert sum(report.changed.values()) > 0
+
+
+def test_second_run_changes_nothing_and_batches_not_documents(logs: Collection[Document]) -> None:
+    logs.insert_many(legacy_documents(200))
+    first = LegacyMigration(logs, batch_size=50).run()
+    assert first.round_trips < 200 / 2  # batched: far fewer round trips than documents
+    second = LegacyMigration(logs, batch_size=50).run()
+    assert sum(second.changed.values()) == 0
+    assert second.unchanged == 200
+
+
+class KilledError(Exception):
+    pass
+
+
+def test_interrupted_run_reaches_the_same_end_state(
+    settings: Settings, logs: Collection[Document]
+) -> None:
+    documents = legacy_documents(150)
+    other = logs.database["enrichment_logs_control"]
+    logs.insert_many([dict(d) for d in documents])
+    other.insert_many([dict(d) for d in documents])
+    LegacyMigration(other, batch_size=10).run()
+
+    seen = 0
+
+    def die_part_way(rule: str, count: int) -> None:
+        nonlocal seen
+        seen += count
+        if seen > 120:
+            raise KilledError
+
+    with pytest.raises(KilledError):
+        LegacyMigration(logs, batch_size=10, progress=die_part_way).run()
+    assert logs.count_documents({"isRootJob": {"$exists": False}}) > 0  # really part-way
+    LegacyMigration(logs, batch_size=10).run()
+    strip = {"_id": 0}
+    assert sorted(logs.find({}, strip), key=lambda d: d["jobId"]) == sorted(
+        other.find({}, strip), key=lambda d: d["jobId"]
+    )
+
+
+def test_new_logs_written_during_the_run_are_never_tagged_legacy(
+    logs: Collection[Document],
+) -> None:
+    logs.insert_many(legacy_documents(80))
+    written = []
+
+    def worker_writes(rule: str, count: int) -> None:
+        job = f"live-{len(written)}"
+        logs.insert_one(
+            {"jobId": job, "isRootJob": True, "parentJobId": None, "startedAt": datetime.now(UTC)}
+        )
+        written.append(job)
+
+    LegacyMigration(logs, batch_size=10, progress=worker_writes).run()
+    assert written
+    assert logs.count_documents({"jobId": {"$in": written}, "legacy": True}) == 0
+
+
+def test_odd_shapes_migrate_and_still_load(logs: Collection[Document]) -> None:
+    logs.insert_many([
+        {"jobId": "a", "parentJobId": 42, "createdAt": "2024-02-02T10:00:00"},
+        {"jobId": "b", "timestamp": 1714521600123, "status": "exploded", "jobType": "mystery"},
+        {"jobId": "c", "parentJobId": "", "details": "text", "error": "boom"},
+        {"noJobId": True},
+    ])  # fmt: skip
+    LegacyMigration(logs, batch_size=3).run()
+    docs = list(logs.find({}))
+    assert all("isRootJob" in d and "startedAt" in d for d in docs)
+    entries = [LogEntry.model_validate(d) for d in docs]
+    assert {e.status for e in entries} >= {"exploded"}
+    assert by_job(logs)["b"]["startedAt"] == datetime(2024, 5, 1, 0, 0, 0, 123000, tzinfo=UTC)
+
+
+def test_cli_reports_and_exits_non_zero_when_unreachable(
+    settings_env: dict[str, str], logs: Collection[Document]
+) -> None:
+    logs.insert_many(legacy_documents(30))
+    env = {**os.environ, **settings_env, "COLUMNS": "120"}
+    command = [sys.executable, "scripts/migrate_legacy_logs.py"]
+    done = subprocess.run(
+        [*command, "--batch-size", "8"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tagged legacy" in done.stdout
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert "0 documents changed" in again.stdout
+    down = subprocess.run(
+        [*command, "--mongodb-url", "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=500"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert down.returncode == 1
+    assert "cannot reach the store" in down.stdout

@@ -150,3 +150,19 @@ async def test_password_gate(dashboard_env: None, monkeypatch: pytest.MonkeyPatc
     assert at.dataframe
     shown = [e.value for e in [*at.markdown, *at.caption, *at.error, *at.title]]
     assert not any("open sesame" in str(value) for value in shown)
+
+
+async def test_legacy_view_shows_documents_the_migration_tagged(
+    dashboard_env: None, settings: Any, mongo: Any
+) -> None:
+    from pymongo import MongoClient
+
+    from service.migration import LegacyMigration
+
+    with MongoClient(settings.mongodb_url, tz_aware=True) as client:
+        logs = client[settings.mongodb_db]["enrichment_logs"]
+        logs.insert_many([{"jobId": "pre-1", "status": "success"}, {"jobId": "pre-2"}])
+        LegacyMigration(logs).run()
+        assert logs.count_documents({"legacy": True}) == 2
+    at = run(AppTest.from_function(_legacy_script, default_timeout=30))
+    assert sorted(at.dataframe[0].value["job id"]) == ["pre-1", "pre-2"]

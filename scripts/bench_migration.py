@@ -7,8 +7,13 @@ listener counts them). Asserts nothing.
 """
 
 import argparse
+import os
+import signal
+import socket
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from pymongo import MongoClient, monitoring
@@ -36,10 +41,22 @@ class RoundTrips(monitoring.CommandListener):
         """Nothing to do."""
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def main(count: int, batch_size: int) -> None:
     """Seed a throw-away database, migrate it, print the figures, drop it."""
     trips = RoundTrips()
     settings = Settings()
+    if settings.mongodb_url is None:
+        # A private embedded store: the benchmark neither waits on nor fills the user's one.
+        private = Path(tempfile.mkdtemp(prefix="bench-migration-"))
+        settings = settings.model_copy(
+            update={"data_dir": private, "embedded_store_port": _free_port()}
+        )
     database_name = f"bench_migration_{uuid.uuid4().hex[:8]}"
     client: MongoClient[dict[str, Any]] = MongoClient(
         ensure_store(settings), tz_aware=True, event_listeners=[trips]
@@ -50,6 +67,7 @@ def main(count: int, batch_size: int) -> None:
         documents = legacy_documents(count)
         for start in range(0, count, 1000):
             logs.insert_many(documents[start : start + 1000])
+            print(f"  seeded {start + 1000} in {time.perf_counter() - started:.0f}s", flush=True)
         print(f"seeded {count} legacy logs in {time.perf_counter() - started:.1f}s")
         before, started = trips.count, time.perf_counter()
         report = LegacyMigration(logs, batch_size=batch_size).run()
@@ -61,6 +79,8 @@ def main(count: int, batch_size: int) -> None:
     finally:
         client.drop_database(database_name)
         client.close()
+        if settings.store_pid_path.exists():
+            os.kill(int(settings.store_pid_path.read_text()), signal.SIGTERM)
 
 
 if __name__ == "__main__":

@@ -137,7 +137,10 @@ def orphans() -> pd.DataFrame:
     """Entries whose root has no log (deleted): grouped by the missing root's id."""
     logs = database()["enrichment_logs"]
     parents = [p for p in logs.distinct("parentJobId", {"parentJobId": {"$ne": None}}) if p]
-    present = {d["jobId"] for d in logs.find({"jobId": {"$in": parents}}, projection={"jobId": 1})}
+    present: set[str] = set()
+    for start in range(0, len(parents), 200):  # the embedded store caps `$in` lists
+        chunk = parents[start : start + 200]
+        present |= {d["jobId"] for d in logs.find({"jobId": {"$in": chunk}}, {"jobId": 1})}
     missing = [p for p in parents if p not in present]
     rows = []
     for parent in missing:

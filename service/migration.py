@@ -22,6 +22,15 @@ from service.models import EnrichmentLog
 
 Document = dict[str, Any]
 NO_ROOT_FLAG = {"isRootJob": {"$exists": False}}
+# The embedded store refuses an `$in` of about 500 values ("expression tree is too large"):
+# longer lists go in chunks, whatever the batch size.
+IN_LIMIT = 200
+
+
+def chunks(values: list[Any], size: int = IN_LIMIT) -> Iterator[list[Any]]:
+    """`values` in lists of at most `size`."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 @dataclass
@@ -93,8 +102,7 @@ class LegacyMigration:
     def _referenced_roots(self) -> None:
         parents = [p for p in self._logs.distinct("parentJobId") if isinstance(p, str) and p]
         self.report.round_trips += 1
-        for start in range(0, len(parents), self._batch):
-            chunk = parents[start : start + self._batch]
+        for chunk in chunks(parents):
             self._update(
                 "tagged root", {**NO_ROOT_FLAG, "jobId": {"$in": chunk}}, {"isRootJob": True}
             )
@@ -119,12 +127,13 @@ class LegacyMigration:
 
     def _update(self, rule: str, query: Document, values: Document) -> None:
         """Set `values` on every match, a batch of ids at a time."""
-        for ids in self._batches(query):
-            if not self._dry:
-                self._logs.update_many({"_id": {"$in": ids}, **query}, {"$set": values})
-                self.report.round_trips += 1
-            self.report.record(rule, ids)
-            self._progress(rule, len(ids))
+        for batch in self._batches(query):
+            for ids in chunks(batch):
+                if not self._dry:
+                    self._logs.update_many({"_id": {"$in": ids}, **query}, {"$set": values})
+                    self.report.round_trips += 1
+                self.report.record(rule, ids)
+            self._progress(rule, len(batch))
 
     def _per_document(
         self, rule: str, query: Document, change: Callable[[Document], Document | None]

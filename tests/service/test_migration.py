@@ -81,12 +81,13 @@ def test_dry_run_changes_nothing(logs: Collection[Document]) -> None:
 
 
 def test_second_run_changes_nothing_and_batches_not_documents(logs: Collection[Document]) -> None:
-    logs.insert_many(legacy_documents(200))
-    first = LegacyMigration(logs, batch_size=50).run()
-    assert first.round_trips < 200 / 2  # batched: far fewer round trips than documents
-    second = LegacyMigration(logs, batch_size=50).run()
+    logs.insert_many(legacy_documents(600))
+    # A batch larger than the embedded store's `$in` limit must still work (chunked).
+    first = LegacyMigration(logs, batch_size=1000).run()
+    assert first.round_trips < 600 / 10  # batched: far fewer round trips than documents
+    second = LegacyMigration(logs, batch_size=1000).run()
     assert sum(second.changed.values()) == 0
-    assert second.unchanged == 200
+    assert second.unchanged == 600
 
 
 class KilledError(Exception):

@@ -22,7 +22,7 @@ from service.demo.providers import LocalProviders
 from service.lineage import JobSpec
 from service.store import is_listening, make_mongo_client, store_command
 from service.tasks import JOB_SPECS
-from tests.service.test_image_store import FakeCloudflare, handler_for
+from tests.fake_cloudflare import ACCOUNT, ACCOUNT_HASH, FakeCloudflare, handler_for
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # The local MusicBrainz declares this rate; the tests' limiter stays just under it.
@@ -181,8 +181,6 @@ def cloudflare_api() -> Iterator[tuple[FakeCloudflare, str]]:
 
 def cloudflare_env(settings_env: dict[str, str], base_url: str) -> dict[str, str]:
     """Test settings with image caching sent to the fake Cloudflare at `base_url`."""
-    from tests.service.test_image_store import ACCOUNT, ACCOUNT_HASH
-
     return {
         **settings_env,
         "CLOUDFLARE_ACCOUNT_ID": ACCOUNT,

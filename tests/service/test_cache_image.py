@@ -12,7 +12,7 @@ from service.demo.providers import LocalProviders
 from service.lineage import kick_job
 from service.models import Album
 from tests.conftest import CLOUDFLARE_TEST_TOKEN, cloudflare_env
-from tests.service.test_image_store import ACCOUNT_HASH, FakeCloudflare
+from tests.fake_cloudflare import ACCOUNT_HASH, FakeCloudflare
 
 ALBUM_MBID = "a6f47222-b3c8-56e4-9802-8fc71a81e9f0"
 DETAIL_KEYS = {

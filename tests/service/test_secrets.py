@@ -11,7 +11,7 @@ from service.client import EnrichmentClient
 from service.config import Settings
 from service.demo.providers import LocalProviders
 from tests.conftest import CLOUDFLARE_TEST_TOKEN, DISCOGS_TEST_TOKEN, cloudflare_env
-from tests.service.test_image_store import FakeCloudflare
+from tests.fake_cloudflare import FakeCloudflare
 
 SECRETS = (DISCOGS_TEST_TOKEN, CLOUDFLARE_TEST_TOKEN)
 

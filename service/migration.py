@@ -19,6 +19,7 @@ from pymongo.errors import PyMongoError
 
 from service.errors import StoreUnavailableError
 from service.models import EnrichmentLog
+from service.store import stale_indexes
 
 Document = dict[str, Any]
 NO_ROOT_FLAG = {"isRootJob": {"$exists": False}}
@@ -87,7 +88,12 @@ class LegacyMigration:
         return self.report
 
     def _ensure_indexes(self) -> None:
-        for index in EnrichmentLog.Settings.indexes:
+        wanted = EnrichmentLog.Settings.indexes
+        for name in stale_indexes(self._logs.index_information(), wanted):
+            self._logs.drop_index(name)
+            self.report.round_trips += 1
+        self.report.round_trips += 1
+        for index in wanted:
             self._logs.create_indexes([index])
             self.report.round_trips += 1
 

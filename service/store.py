@@ -6,11 +6,12 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from beanie import init_beanie
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from service.config import Settings
@@ -20,6 +21,8 @@ from service.models import DOCUMENT_MODELS
 logger = logging.getLogger(__name__)
 
 STORE_START_TIMEOUT_SECONDS = 30.0
+# The options that make two indexes of one name different indexes.
+INDEX_OPTIONS = ("unique", "sparse", "partialFilterExpression", "expireAfterSeconds")
 
 
 def is_listening(port: int, host: str = "127.0.0.1") -> bool:
@@ -115,8 +118,42 @@ async def connect_store(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
     url = await asyncio.to_thread(ensure_store, settings)
     client = make_mongo_client(url)
     try:
+        await drop_stale_indexes(client[settings.mongodb_db])
         await init_beanie(database=client[settings.mongodb_db], document_models=DOCUMENT_MODELS)
     except PyMongoError as exc:
         await client.close()
         raise StoreUnavailableError(f"cannot reach the document store: {exc}") from exc
     return client
+
+
+def stale_indexes(
+    existing: Mapping[str, Mapping[str, Any]], wanted: Sequence[IndexModel]
+) -> list[str]:
+    """Names in `existing` (`index_information()`) that `wanted` now defines differently.
+
+    An index keeps its name when a release changes its options, and the server refuses to
+    create it again over the old definition: such an index has to be dropped first.
+    """
+    stale = []
+    for model in wanted:
+        spec = model.document
+        current = existing.get(spec["name"])
+        if current is None:
+            continue
+        same_key = [(field, direction) for field, direction in current["key"]] == list(
+            spec["key"].items()
+        )
+        same_options = all(current.get(option) == spec.get(option) for option in INDEX_OPTIONS)
+        if not (same_key and same_options):
+            stale.append(spec["name"])
+    return stale
+
+
+async def drop_stale_indexes(database: AsyncDatabase[dict[str, Any]]) -> None:
+    """Drop every model index whose definition changed, so Beanie builds it anew."""
+    for model in DOCUMENT_MODELS:
+        collection = database[model.Settings.name]
+        existing = await collection.index_information()
+        for name in stale_indexes(existing, model.Settings.indexes):
+            logger.warning("rebuilding index %s.%s: its definition changed", collection.name, name)
+            await collection.drop_index(name)

@@ -201,7 +201,13 @@ class EnrichmentLog(Document, LogEntry):
         indexes = [
             IndexModel([("isRootJob", ASCENDING), ("startedAt", DESCENDING)]),
             IndexModel([("parentJobId", ASCENDING), ("startedAt", ASCENDING)]),
-            IndexModel([("jobId", ASCENDING), ("attempt", ASCENDING)], unique=True),
+            # One document per attempt. Partial: logs from before lineage carry no `attempt`
+            # and may repeat a jobId (or have none), which must not stop the index building.
+            IndexModel(
+                [("jobId", ASCENDING), ("attempt", ASCENDING)],
+                unique=True,
+                partialFilterExpression={"attempt": {"$exists": True}},
+            ),
             IndexModel(
                 [
                     ("entityType", ASCENDING),

@@ -11,6 +11,7 @@ import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError
 
 from scripts.seed_legacy_logs import legacy_documents
 from service.config import Settings
@@ -150,6 +151,32 @@ def test_odd_shapes_migrate_and_still_load(logs: Collection[Document]) -> None:
     entries = [LogEntry.model_validate(d) for d in docs]
     assert {e.status for e in entries} >= {"exploded"}
     assert by_job(logs)["b"]["startedAt"] == datetime(2024, 5, 1, 0, 0, 0, 123000, tzinfo=UTC)
+
+
+ATTEMPT_INDEX = "jobId_1_attempt_1"
+ONLY_ATTEMPTS = {"attempt": {"$exists": True}}
+
+
+def test_repeated_or_missing_job_ids_do_not_block_the_attempt_index(
+    logs: Collection[Document],
+) -> None:
+    # Before lineage a retried job could log twice under one jobId, or log with none.
+    logs.insert_many([{"jobId": "twice"}, {"jobId": "twice"}, {"status": "ok"}, {"status": "ok"}])
+    report = LegacyMigration(logs).run()
+    assert report.changed["tagged legacy"] == 4
+    index = logs.index_information()[ATTEMPT_INDEX]
+    assert (index["unique"], index["partialFilterExpression"]) == (True, ONLY_ATTEMPTS)
+    logs.insert_one({"jobId": "new", "attempt": 1})
+    with pytest.raises(DuplicateKeyError):
+        logs.insert_one({"jobId": "new", "attempt": 1})
+
+
+def test_an_earlier_releases_attempt_index_is_rebuilt(logs: Collection[Document]) -> None:
+    logs.create_index([("jobId", 1), ("attempt", 1)], unique=True)
+    logs.insert_many(legacy_documents(20))
+    LegacyMigration(logs).run()
+    assert logs.index_information()[ATTEMPT_INDEX]["partialFilterExpression"] == ONLY_ATTEMPTS
+    assert logs.count_documents({"legacy": True}) > 0
 
 
 def test_cli_reports_and_exits_non_zero_when_unreachable(

@@ -44,6 +44,7 @@ async def test_model_indexes_exist(
     assert keys[(("isRootJob", 1), ("startedAt", -1))] is False
     assert keys[(("parentJobId", 1), ("startedAt", 1))] is False
     assert keys[(("jobId", 1), ("attempt", 1))] is True
+    assert info["jobId_1_attempt_1"]["partialFilterExpression"] == {"attempt": {"$exists": True}}
     assert keys[(("entityType", 1), ("entityId", 1), ("startedAt", -1))] is False
 
 
@@ -102,6 +103,25 @@ async def test_connect_store_binds_models(settings: Settings, mongo: Any) -> Non
     try:
         assert EnrichmentLog.get_pymongo_collection().name == "enrichment_logs"
         assert EnrichmentLog.get_pymongo_collection().database.name == settings.mongodb_db
+    finally:
+        await store.close()
+
+
+async def test_connect_store_rebuilds_an_index_whose_definition_changed(
+    settings: Settings, mongo: Any
+) -> None:
+    # An earlier release made the attempt key unique over every log, legacy ones included.
+    logs = mongo[settings.mongodb_db]["enrichment_logs"]
+    await logs.create_index([("jobId", 1), ("attempt", 1)], unique=True)
+    await logs.insert_one({"jobId": "kept", "attempt": 1})
+    store = await connect_store(settings)
+    try:
+        info = await logs.index_information()
+        assert info["jobId_1_attempt_1"]["partialFilterExpression"] == {
+            "attempt": {"$exists": True}
+        }
+        await logs.insert_many([{"jobId": "legacy"}, {"jobId": "legacy"}])
+        assert await logs.count_documents({}) == 3
     finally:
         await store.close()
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import streamlit as st
 from pymongo import MongoClient, monitoring
 from streamlit.testing.v1 import AppTest
 
@@ -46,7 +47,7 @@ def measure(action: Callable[[], Any], counter: QueryCounter, repeats: int) -> t
     """Queries per call and median milliseconds, with Streamlit's data cache cleared each time."""
     timings, queries = [], []
     for _ in range(repeats):
-        data.st.cache_data.clear()
+        st.cache_data.clear()
         before = counter.count
         started = time.perf_counter()
         action()
@@ -59,7 +60,7 @@ def render(root: str | None, repeats: int) -> float:
     """Median wall time of a whole script run of the app, uncached."""
     timings = []
     for _ in range(repeats):
-        data.st.cache_data.clear()
+        st.cache_data.clear()
         app = AppTest.from_file(str(APP), default_timeout=120)
         if root is not None:
             app.query_params["root"] = root

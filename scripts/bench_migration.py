@@ -76,6 +76,8 @@ def main(count: int, batch_size: int) -> None:
         print(f"migrated {report.seen} documents in {elapsed:.1f}s: {rate:.0f} docs/s")
         print(f"store round trips: {trips.count - before} (batch size {batch_size})")
         print(f"changes: {dict(report.changed)}")
+        steps = ", ".join(f"{step} {seconds:.1f}s" for step, seconds in report.seconds.items())
+        print(f"by step: {steps}")
     finally:
         client.drop_database(database_name)
         client.close()

@@ -62,7 +62,9 @@ def main() -> None:
     parser.add_argument("--mongodb-url", help="instead of MONGODB_URL / the embedded store")
     args = parser.parse_args()
     settings = Settings()
-    with MongoClient(args.mongodb_url or ensure_store(settings), tz_aware=True) as client:
+    url = args.mongodb_url or ensure_store(settings)
+    client: MongoClient[dict[str, Any]] = MongoClient(url, tz_aware=True)
+    with client:
         logs = client[settings.mongodb_db]["enrichment_logs"]
         documents = legacy_documents(args.count)
         for start in range(0, len(documents), 1000):

@@ -6,7 +6,8 @@ at any point is finished by the next one. New logs always carry `isRootJob`, so 
 tagged legacy. One rule = a few round trips per batch, never one per document.
 """
 
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ class MigrationReport:
     seen: int = 0
     changed: Counter[str] = field(default_factory=Counter)
     round_trips: int = 0
+    # Wall time per step: "indexes", then each rule.
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     @property
     def unchanged(self) -> int:
@@ -74,15 +77,21 @@ class LegacyMigration:
 
     def run(self) -> MigrationReport:
         """Ensure the indexes, then apply every rule in order."""
+        steps = [
+            ("tagged root", self._self_parented_roots),
+            ("tagged root", self._referenced_roots),
+            ("tagged child", self._children),
+            ("tagged legacy", self._legacy),
+            ("startedAt filled", self._started_at),
+        ]
+        if not self._dry:
+            steps.insert(0, ("indexes", self._ensure_indexes))
         try:
-            if not self._dry:
-                self._ensure_indexes()
             self.report.seen = self._count({})
-            self._self_parented_roots()
-            self._referenced_roots()
-            self._children()
-            self._legacy()
-            self._started_at()
+            for step, apply in steps:
+                started = time.perf_counter()
+                apply()
+                self.report.seconds[step] += time.perf_counter() - started
         except PyMongoError as exc:
             raise StoreUnavailableError(f"migration stopped: {exc}") from exc
         return self.report

@@ -67,6 +67,7 @@ def test_each_rule(logs: Collection[Document]) -> None:
         "startedAt filled": 4,
     }
     assert report.seen == 6
+    assert set(report.seconds) == {"indexes", *report.changed}
     assert report.unchanged == 1
     assert {"isRootJob_1_startedAt_-1", "parentJobId_1_startedAt_1"} <= set(
         logs.index_information()
@@ -190,6 +191,7 @@ def test_cli_reports_and_exits_non_zero_when_unreachable(
     )
     assert done.returncode == 0, done.stderr
     assert "tagged legacy" in done.stdout
+    assert "indexes ensured in" in done.stdout
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert "0 documents changed" in again.stdout
     down = subprocess.run(

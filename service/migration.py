@@ -16,11 +16,11 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ASCENDING, UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from service.errors import StoreUnavailableError
 from service.models import EnrichmentLog
-from service.store import stale_indexes
+from service.store import INDEX_NOT_FOUND, stale_indexes
 
 Document = dict[str, Any]
 NO_ROOT_FLAG = {"isRootJob": {"$exists": False}}
@@ -99,7 +99,11 @@ class LegacyMigration:
     def _ensure_indexes(self) -> None:
         wanted = EnrichmentLog.Settings.indexes
         for name in stale_indexes(self._logs.index_information(), wanted):
-            self._logs.drop_index(name)
+            try:
+                self._logs.drop_index(name)
+            except OperationFailure as exc:
+                if exc.code != INDEX_NOT_FOUND:  # a worker starting meanwhile dropped it
+                    raise
             self.report.round_trips += 1
         self.report.round_trips += 1
         for index in wanted:
@@ -112,7 +116,8 @@ class LegacyMigration:
             same = doc.get("parentJobId") is not None and doc.get("parentJobId") == doc.get("jobId")
             return {"isRootJob": True, "parentJobId": None} if same else None
 
-        self._per_document("tagged root", {"parentJobId": {"$type": "string"}}, fix)
+        query = {"parentJobId": {"$type": "string"}}
+        self._per_document("tagged root", query, ["jobId", "parentJobId"], fix)
 
     def _referenced_roots(self) -> None:
         parents = [p for p in self._logs.distinct("parentJobId") if isinstance(p, str) and p]
@@ -138,7 +143,8 @@ class LegacyMigration:
         def fill(doc: Document) -> Document | None:
             return {"startedAt": started_from(doc)}
 
-        self._per_document("startedAt filled", {"startedAt": {"$exists": False}}, fill)
+        query = {"startedAt": {"$exists": False}}
+        self._per_document("startedAt filled", query, ["createdAt", "timestamp"], fill)
 
     def _update(self, rule: str, query: Document, values: Document) -> None:
         """Set `values` on every match, a batch of ids at a time."""
@@ -151,25 +157,32 @@ class LegacyMigration:
             self._progress(rule, len(batch))
 
     def _per_document(
-        self, rule: str, query: Document, change: Callable[[Document], Document | None]
+        self,
+        rule: str,
+        query: Document,
+        fields: list[str],
+        change: Callable[[Document], Document | None],
     ) -> None:
-        """Apply a per-document change as one bulk write per batch."""
-        for docs in self._batches(query, whole=True):
+        """Apply a per-document change, computed from `fields`, as one bulk write per batch."""
+        for docs in self._batches(query, fields):
             updates = [(doc["_id"], values) for doc in docs if (values := change(doc)) is not None]
             if updates and not self._dry:
-                self._logs.bulk_write(
-                    [UpdateOne({"_id": i, **query}, {"$set": v}) for i, v in updates]
-                )
+                # By _id alone: nothing but the migration writes these fields on the documents
+                # selected, and it always writes the same values. Repeating `query` here would
+                # cost the embedded store a scan of the whole collection per document (16 ms
+                # each at 3,000 logs, against 1.7 ms).
+                self._logs.bulk_write([UpdateOne({"_id": i}, {"$set": v}) for i, v in updates])
                 self.report.round_trips += 1
             self.report.record(rule, [i for i, _ in updates])
             self._progress(rule, len(docs))
 
-    def _batches(self, query: Document, *, whole: bool = False) -> Iterator[list[Any]]:
+    def _batches(self, query: Document, fields: list[str] | None = None) -> Iterator[list[Any]]:
+        """Pages of matching documents (just their ids, or these `fields` too)."""
         # Keyset paging on _id: stable while the updates above make documents leave the query.
         last: Any = None
         while True:
             page_query = query if last is None else {"$and": [query, {"_id": {"$gt": last}}]}
-            projection = None if whole else {"_id": 1}
+            projection = dict.fromkeys(["_id", *(fields or [])], 1)
             docs = list(
                 self._logs.find(
                     page_query, projection, sort=[("_id", ASCENDING)], limit=self._batch
@@ -179,7 +192,7 @@ class LegacyMigration:
             if not docs:
                 return
             last = docs[-1]["_id"]
-            yield docs if whole else [doc["_id"] for doc in docs]
+            yield docs if fields is not None else [doc["_id"] for doc in docs]
 
     def _count(self, query: Document) -> int:
         self.report.round_trips += 1

@@ -12,7 +12,7 @@ from typing import Any
 from beanie import init_beanie
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from service.config import Settings
 from service.errors import StoreUnavailableError
@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 STORE_START_TIMEOUT_SECONDS = 30.0
 # The options that make two indexes of one name different indexes.
 INDEX_OPTIONS = ("unique", "sparse", "partialFilterExpression", "expireAfterSeconds")
+INDEX_NOT_FOUND = 27  # the server error code
 
 
 def is_listening(port: int, host: str = "127.0.0.1") -> bool:
@@ -143,10 +144,18 @@ def stale_indexes(
         same_key = [(field, direction) for field, direction in current["key"]] == list(
             spec["key"].items()
         )
-        same_options = all(current.get(option) == spec.get(option) for option in INDEX_OPTIONS)
+        same_options = _options(current) == _options(spec)
         if not (same_key and same_options):
             stale.append(spec["name"])
     return stale
+
+
+def _options(index: Mapping[str, Any]) -> dict[str, Any]:
+    # Servers differ in what they report (mongoeco says `unique: False` where MongoDB says
+    # nothing): an option that is absent and one that is false are the same.
+    return {
+        option: index[option] for option in INDEX_OPTIONS if index.get(option) not in (None, False)
+    }
 
 
 async def drop_stale_indexes(database: AsyncDatabase[dict[str, Any]]) -> None:
@@ -156,4 +165,9 @@ async def drop_stale_indexes(database: AsyncDatabase[dict[str, Any]]) -> None:
         existing = await collection.index_information()
         for name in stale_indexes(existing, model.Settings.indexes):
             logger.warning("rebuilding index %s.%s: its definition changed", collection.name, name)
-            await collection.drop_index(name)
+            try:
+                await collection.drop_index(name)
+            except OperationFailure as exc:
+                # Several workers start at once: another one may have dropped it first.
+                if exc.code != INDEX_NOT_FOUND:
+                    raise

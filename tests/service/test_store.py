@@ -8,13 +8,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bson import ObjectId
+import pytest
+from bson import SON, ObjectId
+from pymongo import IndexModel
+from pymongo.errors import DuplicateKeyError
 
 from service.client import EnrichmentClient
 from service.config import Settings
 from service.lineage import write_log
-from service.models import EnrichmentLog, LogEntry
-from service.store import connect_store, ensure_store, is_listening
+from service.models import DOCUMENT_MODELS, EnrichmentLog, LogEntry
+from service.store import connect_store, ensure_store, is_listening, stale_indexes
 from tests.conftest import free_port, start_store_process, stop_store_process
 
 LEGACY_LOGS: list[dict[str, Any]] = [
@@ -122,8 +125,43 @@ async def test_connect_store_rebuilds_an_index_whose_definition_changed(
         }
         await logs.insert_many([{"jobId": "legacy"}, {"jobId": "legacy"}])
         assert await logs.count_documents({}) == 3
+        with pytest.raises(DuplicateKeyError):
+            await logs.insert_one({"jobId": "kept", "attempt": 1})
     finally:
         await store.close()
+
+
+async def test_connect_store_leaves_unchanged_indexes_alone(settings: Settings, mongo: Any) -> None:
+    for _ in range(2):
+        store = await connect_store(settings)
+        await store.close()
+    database = mongo[settings.mongodb_db]
+    for model in DOCUMENT_MODELS:
+        existing = await database[model.Settings.name].index_information()
+        assert set(existing) > {"_id_"}
+        assert stale_indexes(existing, model.Settings.indexes) == []
+
+
+def test_stale_indexes_reads_what_servers_report() -> None:
+    wanted = [
+        IndexModel([("a", 1)]),
+        IndexModel([("b", 1), ("c", -1)], unique=True, partialFilterExpression={"c": {"$gt": 0}}),
+    ]
+    mongodb = {  # MongoDB: float directions, a version, no `unique` on plain indexes
+        "a_1": {"v": 2, "key": [("a", 1.0)]},
+        "b_1_c_-1": {
+            "v": 2,
+            "key": [("b", 1.0), ("c", -1.0)],
+            "unique": True,
+            "partialFilterExpression": SON([("c", SON([("$gt", 0)]))]),
+        },
+    }
+    mongoeco = {"a_1": {"key": [("a", 1)], "unique": False, "ns": "db.logs"}}
+    assert stale_indexes(mongodb, wanted) == []
+    assert stale_indexes(mongoeco, wanted) == []
+    changed = {"b_1_c_-1": {"key": [("b", 1), ("c", -1)], "unique": True}}
+    assert stale_indexes(changed, wanted) == ["b_1_c_-1"]
+    assert stale_indexes({"a_1": {"key": [("a", -1)]}}, wanted) == ["a_1"]
 
 
 def _run_sync(settings: Settings, action: str, marker: ObjectId) -> int:

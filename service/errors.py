@@ -21,6 +21,10 @@ class StoreUnavailableError(RetryableError):
     """The document store could not be reached."""
 
 
+class MigrationError(EnrichmentError):
+    """The store refused one of the migration's batches."""
+
+
 class BrokerUnavailableError(RetryableError):
     """The message broker (Redis) could not be reached."""
 

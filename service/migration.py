@@ -16,9 +16,9 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ASCENDING, UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
-from service.errors import StoreUnavailableError
+from service.errors import MigrationError, StoreUnavailableError
 from service.models import EnrichmentLog
 from service.store import INDEX_NOT_FOUND, stale_indexes
 
@@ -86,6 +86,7 @@ class LegacyMigration:
         ]
         if not self._dry:
             steps.insert(0, ("indexes", self._ensure_indexes))
+        step = "counting"
         try:
             self.report.seen = self._count({})
             for step, apply in steps:
@@ -93,7 +94,14 @@ class LegacyMigration:
                 apply()
                 self.report.seconds[step] += time.perf_counter() - started
         except PyMongoError as exc:
-            raise StoreUnavailableError(f"migration stopped: {exc}") from exc
+            done = sum(self.report.changed.values())
+            stopped = (
+                f"migration stopped at {step!r} after {done} changes "
+                f"(run it again to finish): {exc}"
+            )
+            if isinstance(exc, ConnectionFailure):
+                raise StoreUnavailableError(stopped) from exc
+            raise MigrationError(stopped) from exc
         return self.report
 
     def _ensure_indexes(self) -> None:

@@ -155,6 +155,26 @@ def test_odd_shapes_migrate_and_still_load(logs: Collection[Document]) -> None:
     assert by_job(logs)["b"]["startedAt"] == datetime(2024, 5, 1, 0, 0, 0, 123000, tzinfo=UTC)
 
 
+def test_a_refused_batch_stops_with_a_clear_error_and_loses_nothing(
+    settings_env: dict[str, str], logs: Collection[Document]
+) -> None:
+    # A validator that refuses the legacy tag: that rule's first batch fails.
+    logs.database.create_collection(logs.name, validator={"legacy": {"$exists": False}})
+    logs.insert_many(legacy_documents(40))
+    before = logs.count_documents({})
+    env = {**os.environ, **settings_env, "COLUMNS": "200"}
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "migrate-legacy", "--batch-size", "8"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "migration stopped at 'tagged legacy'" in done.stdout
+    assert "run it again to finish" in done.stdout
+    assert logs.count_documents({}) == before
+    assert logs.count_documents({"isRootJob": False, "parentJobId": {"$type": "string"}}) > 0
+    assert logs.count_documents({"legacy": True}) == 0
+
+
 ATTEMPT_INDEX = "jobId_1_attempt_1"
 ONLY_ATTEMPTS = {"attempt": {"$exists": True}}
 

@@ -27,6 +27,8 @@ NO_ROOT_FLAG = {"isRootJob": {"$exists": False}}
 # The embedded store refuses an `$in` of about 500 values ("expression tree is too large"):
 # longer lists go in chunks, whatever the batch size.
 IN_LIMIT = 200
+# The rules that set isRootJob: each document gets it from one of them.
+FLAG_RULES = frozenset({"tagged root", "tagged child", "tagged legacy"})
 
 
 def chunks(values: list[Any], size: int = IN_LIMIT) -> Iterator[list[Any]]:
@@ -52,8 +54,15 @@ class MigrationReport:
 
     _touched: set[Any] = field(default_factory=set)
 
+    _flagged: set[Any] = field(default_factory=set)
+
     def record(self, rule: str, ids: list[Any]) -> None:
         """Count one rule applied to these documents."""
+        if rule in FLAG_RULES:
+            # A document gets isRootJob from the first rule that matches it. A real run's later
+            # queries no longer see it; a dry run, which writes nothing, must skip it here.
+            ids = [i for i in ids if i not in self._flagged]
+            self._flagged.update(ids)
         self.changed[rule] += len(ids)
         self._touched.update(ids)
 
@@ -128,12 +137,24 @@ class LegacyMigration:
         self._per_document("tagged root", query, ["jobId", "parentJobId"], fix)
 
     def _referenced_roots(self) -> None:
-        parents = [p for p in self._logs.distinct("parentJobId") if isinstance(p, str) and p]
-        self.report.round_trips += 1
-        for chunk in chunks(parents):
-            self._update(
-                "tagged root", {**NO_ROOT_FLAG, "jobId": {"$in": chunk}}, {"isRootJob": True}
-            )
+        # Page through the logs still without the flag and ask which of their jobIds other logs
+        # name as parent (the parentJobId index answers): the work follows the legacy logs,
+        # not every root the collection has ever seen.
+        for docs in self._batches(NO_ROOT_FLAG, ["jobId"]):
+            by_job: dict[str, list[Any]] = {}
+            for doc in docs:
+                if isinstance(doc.get("jobId"), str) and doc["jobId"]:
+                    by_job.setdefault(doc["jobId"], []).append(doc["_id"])
+            for job_ids in chunks(list(by_job)):
+                named = self._logs.distinct("parentJobId", {"parentJobId": {"$in": job_ids}})
+                self.report.round_trips += 1
+                ids = [i for job in named if job in by_job for i in by_job[job]]
+                if ids and not self._dry:
+                    query = {"_id": {"$in": ids}, **NO_ROOT_FLAG}
+                    self._logs.update_many(query, {"$set": {"isRootJob": True}})
+                    self.report.round_trips += 1
+                self.report.record("tagged root", ids)
+            self._progress("tagged root", len(docs))
 
     def _children(self) -> None:
         # Any parent reference counts, even an oddly typed one: such a log is not a root.

@@ -76,11 +76,18 @@ def test_each_rule(logs: Collection[Document]) -> None:
 
 
 def test_dry_run_changes_nothing(logs: Collection[Document]) -> None:
-    logs.insert_many(legacy_documents(60))
+    logs.insert_many([
+        *legacy_documents(60),
+        {"jobId": "self", "parentJobId": "self"},  # a root twice over: self-named and named
+        {"jobId": "middle", "parentJobId": "top"},  # a child that is also named as parent
+        {"jobId": "below", "parentJobId": "middle"},
+    ])  # fmt: skip
     before = list(logs.find({}))
     report = LegacyMigration(logs, dry_run=True, batch_size=7).run()
     assert list(logs.find({})) == before
-    assert sum(report.changed.values()) > 0
+    # It reports what a real run then does.
+    assert report.changed == LegacyMigration(logs, batch_size=7).run().changed
+    assert report.changed["tagged root"] > 0
 
 
 def test_second_run_changes_nothing_and_batches_not_documents(logs: Collection[Document]) -> None:

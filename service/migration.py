@@ -128,13 +128,9 @@ class LegacyMigration:
             self.report.round_trips += 1
 
     def _self_parented_roots(self) -> None:
-        # parentJobId == jobId: the job named itself as its root.
-        def fix(doc: Document) -> Document | None:
-            same = doc.get("parentJobId") is not None and doc.get("parentJobId") == doc.get("jobId")
-            return {"isRootJob": True, "parentJobId": None} if same else None
-
-        query = {"parentJobId": {"$type": "string"}}
-        self._per_document("tagged root", query, ["jobId", "parentJobId"], fix)
+        # parentJobId == jobId: the job named itself as its root. The store compares the two.
+        query = {"parentJobId": {"$type": "string"}, "$expr": {"$eq": ["$parentJobId", "$jobId"]}}
+        self._update("tagged root", query, {"isRootJob": True, "parentJobId": None})
 
     def _referenced_roots(self) -> None:
         # Page through the logs still without the flag and ask which of their jobIds other logs

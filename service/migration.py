@@ -27,6 +27,8 @@ NO_ROOT_FLAG = {"isRootJob": {"$exists": False}}
 # The embedded store refuses an `$in` of about 500 values ("expression tree is too large"):
 # longer lists go in chunks, whatever the batch size.
 IN_LIMIT = 200
+# Every BSON type an _id can have, in MongoDB's sort order ("number": int, long, double, decimal).
+ID_TYPES = ("number", "string", "object", "binData", "objectId", "bool", "date", "timestamp")
 # The rules that set isRootJob: each document gets it from one of them.
 FLAG_RULES = frozenset({"tagged root", "tagged child", "tagged legacy"})
 
@@ -61,10 +63,15 @@ class MigrationReport:
         if rule in FLAG_RULES:
             # A document gets isRootJob from the first rule that matches it. A real run's later
             # queries no longer see it; a dry run, which writes nothing, must skip it here.
-            ids = [i for i in ids if i not in self._flagged]
-            self._flagged.update(ids)
+            ids = [i for i in ids if _hashable(i) not in self._flagged]
+            self._flagged.update(map(_hashable, ids))
         self.changed[rule] += len(ids)
-        self._touched.update(ids)
+        self._touched.update(map(_hashable, ids))
+
+
+def _hashable(identifier: Any) -> Any:
+    # An _id may be an embedded document (a dict), which a set cannot hold.
+    return repr(identifier) if isinstance(identifier, dict | list) else identifier
 
 
 class LegacyMigration:
@@ -83,25 +90,29 @@ class LegacyMigration:
         self._dry = dry_run
         self._progress = progress or (lambda rule, count: None)
         self.report = MigrationReport()
+        self._id_types: list[str] = []
 
     def run(self) -> MigrationReport:
         """Ensure the indexes, then apply every rule in order."""
-        steps = [
-            ("tagged root", self._self_parented_roots),
-            ("tagged root", self._referenced_roots),
-            ("tagged child", self._children),
-            ("tagged legacy", self._legacy),
-            ("startedAt filled", self._started_at),
+        # (what the summary counts it under, the step's own name, the step)
+        steps: list[tuple[str, str, Callable[[], None]]] = [
+            ("tagged root", "tagged root (referenced)", self._referenced_roots),
+            # After the referenced roots: a self-named log still names its jobId as parent.
+            ("tagged root", "tagged root (self-parented)", self._self_parented_roots),
+            ("tagged child", "tagged child", self._children),
+            ("tagged legacy", "tagged legacy", self._legacy),
+            ("startedAt filled", "startedAt filled", self._started_at),
         ]
         if not self._dry:
-            steps.insert(0, ("indexes", self._ensure_indexes))
+            steps.insert(0, ("indexes", "indexes", self._ensure_indexes))
         step = "counting"
         try:
             self.report.seen = self._count({})
-            for step, apply in steps:
-                started = time.perf_counter()
+            self._id_types = [t for t in ID_TYPES if self._any({"_id": {"$type": t}})]
+            for rule, name, apply in steps:
+                step, started = name, time.perf_counter()
                 apply()
-                self.report.seconds[step] += time.perf_counter() - started
+                self.report.seconds[rule] += time.perf_counter() - started
         except PyMongoError as exc:
             done = sum(self.report.changed.values())
             stopped = (
@@ -145,11 +156,12 @@ class LegacyMigration:
                 named = self._logs.distinct("parentJobId", {"parentJobId": {"$in": job_ids}})
                 self.report.round_trips += 1
                 ids = [i for job in named if job in by_job for i in by_job[job]]
-                if ids and not self._dry:
-                    query = {"_id": {"$in": ids}, **NO_ROOT_FLAG}
-                    self._logs.update_many(query, {"$set": {"isRootJob": True}})
-                    self.report.round_trips += 1
-                self.report.record("tagged root", ids)
+                for part in chunks(ids):  # more than 200 when jobIds repeat
+                    if not self._dry:
+                        query = {"_id": {"$in": part}, **NO_ROOT_FLAG}
+                        self._logs.update_many(query, {"$set": {"isRootJob": True}})
+                        self.report.round_trips += 1
+                    self.report.record("tagged root", part)
             self._progress("tagged root", len(docs))
 
     def _children(self) -> None:
@@ -192,11 +204,11 @@ class LegacyMigration:
         for docs in self._batches(query, fields):
             updates = [(doc["_id"], values) for doc in docs if (values := change(doc)) is not None]
             if updates and not self._dry:
-                # By _id alone: nothing but the migration writes these fields on the documents
-                # selected, and it always writes the same values. Repeating `query` here would
-                # cost the embedded store a scan of the whole collection per document (16 ms
-                # each at 3,000 logs, against 1.7 ms).
-                self._logs.bulk_write([UpdateOne({"_id": i}, {"$set": v}) for i, v in updates])
+                # By _id alone, each value set only where the field is still missing (a worker
+                # may have rewritten the log meanwhile). Repeating `query` instead would cost
+                # the embedded store a scan of the whole collection per document (16 ms each at
+                # 3,000 logs, against 2.0 ms).
+                self._logs.bulk_write([UpdateOne({"_id": i}, keep_existing(v)) for i, v in updates])
                 self.report.round_trips += 1
             self.report.record(rule, [i for i, _ in updates])
             self._progress(rule, len(docs))
@@ -204,24 +216,39 @@ class LegacyMigration:
     def _batches(self, query: Document, fields: list[str] | None = None) -> Iterator[list[Any]]:
         """Pages of matching documents (just their ids, or these `fields` too)."""
         # Keyset paging on _id: stable while the updates above make documents leave the query.
-        last: Any = None
-        while True:
-            page_query = query if last is None else {"$and": [query, {"_id": {"$gt": last}}]}
-            projection = dict.fromkeys(["_id", *(fields or [])], 1)
-            docs = list(
-                self._logs.find(
-                    page_query, projection, sort=[("_id", ASCENDING)], limit=self._batch
+        # `$gt` compares only within one BSON type, so each type of _id is paged on its own.
+        projection = dict.fromkeys(["_id", *(fields or [])], 1)
+        for id_type in self._id_types:
+            last: Any = None
+            while True:
+                after = {"$type": id_type} if last is None else {"$type": id_type, "$gt": last}
+                docs = list(
+                    self._logs.find(
+                        {"$and": [query, {"_id": after}]},
+                        projection,
+                        sort=[("_id", ASCENDING)],
+                        limit=self._batch,
+                    )
                 )
-            )
-            self.report.round_trips += 1
-            if not docs:
-                return
-            last = docs[-1]["_id"]
-            yield docs if fields is not None else [doc["_id"] for doc in docs]
+                self.report.round_trips += 1
+                if not docs:
+                    break
+                last = docs[-1]["_id"]
+                yield docs if fields is not None else [doc["_id"] for doc in docs]
+
+    def _any(self, query: Document) -> bool:
+        self.report.round_trips += 1
+        return self._logs.find_one(query, {"_id": 1}) is not None
 
     def _count(self, query: Document) -> int:
         self.report.round_trips += 1
         return self._logs.count_documents(query)
+
+
+def keep_existing(values: Document) -> list[Document]:
+    """An update pipeline that sets each of `values` only where the field is missing or null."""
+    kept = {key: {"$ifNull": [f"${key}", {"$literal": value}]} for key, value in values.items()}
+    return [{"$set": kept}]
 
 
 def started_from(doc: Document) -> datetime:
@@ -231,7 +258,10 @@ def started_from(doc: Document) -> datetime:
         if isinstance(value, datetime):
             return value if value.tzinfo else value.replace(tzinfo=UTC)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+            try:
+                return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+            except (ValueError, OverflowError, OSError):  # NaN, infinite, out of range
+                continue
         if isinstance(value, str):
             try:
                 parsed = datetime.fromisoformat(value)

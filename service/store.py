@@ -153,8 +153,11 @@ def stale_indexes(
 def _options(index: Mapping[str, Any]) -> dict[str, Any]:
     # Servers differ in what they report (mongoeco says `unique: False` where MongoDB says
     # nothing): an option that is absent and one that is false are the same.
+    # `is`, not `==`: `expireAfterSeconds: 0` is a real option, and 0 == False.
     return {
-        option: index[option] for option in INDEX_OPTIONS if index.get(option) not in (None, False)
+        option: value
+        for option in INDEX_OPTIONS
+        if (value := index.get(option)) is not None and value is not False
     }
 
 

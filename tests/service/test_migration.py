@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from bson import ObjectId
@@ -16,7 +17,7 @@ from pymongo.errors import DuplicateKeyError
 
 from scripts.seed_legacy_logs import legacy_documents
 from service.config import Settings
-from service.migration import LegacyMigration
+from service.migration import LegacyMigration, keep_existing, started_from
 from service.models import LogEntry
 
 Document = dict[str, Any]
@@ -81,6 +82,8 @@ def test_dry_run_changes_nothing(logs: Collection[Document]) -> None:
         {"jobId": "self", "parentJobId": "self"},  # a root twice over: self-named and named
         {"jobId": "middle", "parentJobId": "top"},  # a child that is also named as parent
         {"jobId": "below", "parentJobId": "middle"},
+        {"jobId": "x", "parentJobId": "x"},  # names "x" as parent, so the other "x" is a root
+        {"jobId": "x"},
     ])  # fmt: skip
     before = list(logs.find({}))
     report = LegacyMigration(logs, dry_run=True, batch_size=7).run()
@@ -88,6 +91,12 @@ def test_dry_run_changes_nothing(logs: Collection[Document]) -> None:
     # It reports what a real run then does.
     assert report.changed == LegacyMigration(logs, batch_size=7).run().changed
     assert report.changed["tagged root"] > 0
+    assert [d["isRootJob"] for d in logs.find({"jobId": "x"})] == [True, True]
+    assert logs.find_one({"jobId": "middle"}) == {
+        **logs.find_one({"jobId": "middle"}, {"isRootJob": 0, "startedAt": 0}),
+        "isRootJob": True,  # named as a parent: a root, its own parentJobId kept
+        "startedAt": ANY,
+    }
 
 
 def test_second_run_changes_nothing_and_batches_not_documents(logs: Collection[Document]) -> None:
@@ -153,9 +162,14 @@ def test_odd_shapes_migrate_and_still_load(logs: Collection[Document]) -> None:
         {"jobId": "b", "timestamp": 1714521600123, "status": "exploded", "jobType": "mystery"},
         {"jobId": "c", "parentJobId": "", "details": "text", "error": "boom"},
         {"noJobId": True},
+        # _ids of other types: `$gt` compares within one type, each must still be reached.
+        *({"_id": i, "jobId": f"int-{i}"} for i in (1, 2, 3.5)),
+        *({"_id": f"s{i}", "jobId": f"str-{i}"} for i in range(4)),
+        {"_id": {"k": 1}, "jobId": "doc"},
     ])  # fmt: skip
     LegacyMigration(logs, batch_size=3).run()
     docs = list(logs.find({}))
+    assert len(docs) == 12
     assert all("isRootJob" in d and "startedAt" in d for d in docs)
     entries = [LogEntry.model_validate(d) for d in docs]
     assert {e.status for e in entries} >= {"exploded"}
@@ -180,6 +194,29 @@ def test_a_refused_batch_stops_with_a_clear_error_and_loses_nothing(
     assert logs.count_documents({}) == before
     assert logs.count_documents({"isRootJob": False, "parentJobId": {"$type": "string"}}) > 0
     assert logs.count_documents({"legacy": True}) == 0
+
+
+def test_start_time_from_unusable_numbers_falls_back_to_the_object_id() -> None:
+    # (Not stored: the embedded store cannot index a document holding NaN.)
+    oid = ObjectId.from_datetime(datetime(2023, 7, 1, tzinfo=UTC))
+    for bad in (float("nan"), float("inf"), 1e300):
+        assert started_from({"_id": oid, "createdAt": bad, "timestamp": bad}) == oid.generation_time
+
+
+def test_repeated_job_ids_beyond_the_in_limit_are_all_tagged(logs: Collection[Document]) -> None:
+    logs.insert_many([{"jobId": "retried"} for _ in range(520)] + [{"parentJobId": "retried"}])
+    report = LegacyMigration(logs, batch_size=1000).run()
+    assert report.changed["tagged root"] == 520
+    assert logs.count_documents({"jobId": "retried", "isRootJob": True}) == 520
+
+
+def test_a_start_time_written_meanwhile_is_kept(logs: Collection[Document]) -> None:
+    worker_wrote, derived = datetime(2026, 1, 2, tzinfo=UTC), datetime(2020, 1, 1, tzinfo=UTC)
+    logs.insert_many([{"jobId": "rewritten", "startedAt": worker_wrote}, {"jobId": "legacy"}])
+    for doc in logs.find({}):
+        logs.update_one({"_id": doc["_id"]}, keep_existing({"startedAt": derived}))
+    assert by_job(logs)["rewritten"]["startedAt"] == worker_wrote
+    assert by_job(logs)["legacy"]["startedAt"] == derived
 
 
 ATTEMPT_INDEX = "jobId_1_attempt_1"

@@ -13,7 +13,7 @@ from pymongo.database import Database
 from service.config import Settings
 from service.models import LogEntry
 from service.queries import RootPage, rollup_pipeline, roots_query
-from service.store import ensure_store
+from service.store import chunks, ensure_store
 
 PAGE_SIZE = 50
 QUERY_TTL_SECONDS = 3
@@ -138,8 +138,7 @@ def orphans() -> pd.DataFrame:
     logs = database()["enrichment_logs"]
     parents = [p for p in logs.distinct("parentJobId", {"parentJobId": {"$ne": None}}) if p]
     present: set[str] = set()
-    for start in range(0, len(parents), 200):  # the embedded store caps `$in` lists
-        chunk = parents[start : start + 200]
+    for chunk in chunks(parents):
         present |= {d["jobId"] for d in logs.find({"jobId": {"$in": chunk}}, {"jobId": 1})}
     missing = [p for p in parents if p not in present]
     rows = []

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 from streamlit.testing.v1 import AppTest
 
 from dashboard import data
+from scripts.commands import CommandCounter
 from service.config import Settings
 from service.store import ensure_store
 
@@ -26,24 +27,7 @@ APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 READS = {"find", "aggregate", "getMore", "distinct", "count"}
 
 
-class QueryCounter(monitoring.CommandListener):
-    """Counts read commands sent to the store."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        """Count one read."""
-        self.count += event.command_name in READS
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        """Nothing to do."""
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        """Nothing to do."""
-
-
-def measure(action: Callable[[], Any], counter: QueryCounter, repeats: int) -> tuple[int, float]:
+def measure(action: Callable[[], Any], counter: CommandCounter, repeats: int) -> tuple[int, float]:
     """Queries per call and median milliseconds, with Streamlit's data cache cleared each time."""
     timings, queries = [], []
     for _ in range(repeats):
@@ -76,7 +60,7 @@ def main(roots: int, children: int, repeats: int) -> None:
     """Seed a throw-away database, measure, drop it."""
     from scripts.bench_family_queries import seed_documents  # the same realistic families
 
-    counter = QueryCounter()
+    counter = CommandCounter(only=READS)
     settings = Settings().model_copy(update={"mongodb_db": f"bench_{uuid.uuid4().hex[:8]}"})
     client: MongoClient[dict[str, Any]] = MongoClient(
         ensure_store(settings), tz_aware=True, event_listeners=[counter]

@@ -16,29 +16,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 
+from scripts.commands import CommandCounter
 from scripts.seed_legacy_logs import legacy_documents
 from service.config import Settings
 from service.migration import LegacyMigration
 from service.store import ensure_store
-
-
-class RoundTrips(monitoring.CommandListener):
-    """Counts every command sent to the store."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        """Count one round trip."""
-        self.count += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        """Nothing to do."""
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        """Nothing to do."""
 
 
 def _free_port() -> int:
@@ -49,7 +33,7 @@ def _free_port() -> int:
 
 def main(count: int, batch_size: int) -> None:
     """Seed a throw-away database, migrate it, print the figures, drop it."""
-    trips = RoundTrips()
+    trips = CommandCounter()
     settings = Settings()
     if settings.mongodb_url is None:
         # A private embedded store: the benchmark neither waits on nor fills the user's one.

@@ -20,23 +20,14 @@ from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from service.errors import MigrationError, StoreUnavailableError
 from service.models import EnrichmentLog
-from service.store import INDEX_NOT_FOUND, stale_indexes
+from service.store import INDEX_NOT_FOUND, chunks, stale_indexes
 
 Document = dict[str, Any]
 NO_ROOT_FLAG = {"isRootJob": {"$exists": False}}
-# The embedded store refuses an `$in` of about 500 values ("expression tree is too large"):
-# longer lists go in chunks, whatever the batch size.
-IN_LIMIT = 200
 # Every BSON type an _id can have, in MongoDB's sort order ("number": int, long, double, decimal).
 ID_TYPES = ("number", "string", "object", "binData", "objectId", "bool", "date", "timestamp")
 # The rules that set isRootJob: each document gets it from one of them.
 FLAG_RULES = frozenset({"tagged root", "tagged child", "tagged legacy"})
-
-
-def chunks(values: list[Any], size: int = IN_LIMIT) -> Iterator[list[Any]]:
-    """`values` in lists of at most `size`."""
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 @dataclass
@@ -48,15 +39,13 @@ class MigrationReport:
     round_trips: int = 0
     # Wall time per step: "indexes", then each rule.
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    _touched: set[Any] = field(default_factory=set)  # by any rule
+    _flagged: set[Any] = field(default_factory=set)  # given isRootJob
 
     @property
     def unchanged(self) -> int:
         """Documents no rule touched."""
         return max(self.seen - len(self._touched), 0)
-
-    _touched: set[Any] = field(default_factory=set)
-
-    _flagged: set[Any] = field(default_factory=set)
 
     def record(self, rule: str, ids: list[Any]) -> None:
         """Count one rule applied to these documents."""
@@ -133,10 +122,8 @@ class LegacyMigration:
                 if exc.code != INDEX_NOT_FOUND:  # a worker starting meanwhile dropped it
                     raise
             self.report.round_trips += 1
-        self.report.round_trips += 1
-        for index in wanted:
-            self._logs.create_indexes([index])
-            self.report.round_trips += 1
+        self._logs.create_indexes(wanted)
+        self.report.round_trips += 2  # index_information, create_indexes
 
     def _self_parented_roots(self) -> None:
         # parentJobId == jobId: the job named itself as its root. The store compares the two.
@@ -177,11 +164,20 @@ class LegacyMigration:
         self._update("tagged legacy", query, {"isRootJob": False, "legacy": True})
 
     def _started_at(self) -> None:
-        def fill(doc: Document) -> Document | None:
-            return {"startedAt": started_from(doc)}
-
-        query = {"startedAt": {"$exists": False}}
-        self._per_document("startedAt filled", query, ["createdAt", "timestamp"], fill)
+        """Each start time is computed here, so one bulk write per batch sets them."""
+        rule = "startedAt filled"
+        for docs in self._batches({"startedAt": {"$exists": False}}, ["createdAt", "timestamp"]):
+            if not self._dry:
+                # By _id alone, set only where still missing (a worker may have rewritten the
+                # log meanwhile). Repeating the query instead would cost the embedded store a
+                # scan of the whole collection per document (16 ms each at 3,000 logs, not 2).
+                self._logs.bulk_write([
+                    UpdateOne({"_id": doc["_id"]}, keep_existing({"startedAt": started_from(doc)}))
+                    for doc in docs
+                ])  # fmt: skip
+                self.report.round_trips += 1
+            self.report.record(rule, [doc["_id"] for doc in docs])
+            self._progress(rule, len(docs))
 
     def _update(self, rule: str, query: Document, values: Document) -> None:
         """Set `values` on every match, a batch of ids at a time."""
@@ -192,26 +188,6 @@ class LegacyMigration:
                     self.report.round_trips += 1
                 self.report.record(rule, ids)
             self._progress(rule, len(batch))
-
-    def _per_document(
-        self,
-        rule: str,
-        query: Document,
-        fields: list[str],
-        change: Callable[[Document], Document | None],
-    ) -> None:
-        """Apply a per-document change, computed from `fields`, as one bulk write per batch."""
-        for docs in self._batches(query, fields):
-            updates = [(doc["_id"], values) for doc in docs if (values := change(doc)) is not None]
-            if updates and not self._dry:
-                # By _id alone, each value set only where the field is still missing (a worker
-                # may have rewritten the log meanwhile). Repeating `query` instead would cost
-                # the embedded store a scan of the whole collection per document (16 ms each at
-                # 3,000 logs, against 2.0 ms).
-                self._logs.bulk_write([UpdateOne({"_id": i}, keep_existing(v)) for i, v in updates])
-                self.report.round_trips += 1
-            self.report.record(rule, [i for i, _ in updates])
-            self._progress(rule, len(docs))
 
     def _batches(self, query: Document, fields: list[str] | None = None) -> Iterator[list[Any]]:
         """Pages of matching documents (just their ids, or these `fields` too)."""

@@ -6,7 +6,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from beanie import init_beanie
@@ -24,6 +24,15 @@ STORE_START_TIMEOUT_SECONDS = 30.0
 # The options that make two indexes of one name different indexes.
 INDEX_OPTIONS = ("unique", "sparse", "partialFilterExpression", "expireAfterSeconds")
 INDEX_NOT_FOUND = 27  # the server error code
+# The embedded store refuses an `$in` of about 500 values ("expression tree is too large"):
+# longer lists go in chunks.
+IN_LIMIT = 200
+
+
+def chunks(values: list[Any], size: int = IN_LIMIT) -> Iterator[list[Any]]:
+    """`values` in lists of at most `size`."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def is_listening(port: int, host: str = "127.0.0.1") -> bool:

@@ -1,13 +1,20 @@
-"""One card per timeline entry, typed by its job type."""
+"""One card per timeline entry; what it shows of the details depends on their model."""
 
+from functools import singledispatch
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
-from service.models import LogEntry
-from service.models.logs import CacheDetails, DiscogsDetails, MusicBrainzDetails
+from service.models import JobStatus, LogEntry
+from service.models.base import CamelModel
+from service.models.jobs import CacheDetails, DiscogsDetails, MusicBrainzDetails
 
-STATUS_ICONS = {"success": "✅", "failed": "❌", "skipped": "⏭️"}
+STATUS_ICONS: dict[str, str] = {
+    JobStatus.SUCCESS: "✅",
+    JobStatus.FAILED: "❌",
+    JobStatus.SKIPPED: "⏭️",
+}
 
 
 def entry_card(entry: LogEntry, image_cache_dir: Path | None) -> None:
@@ -20,25 +27,34 @@ def entry_card(entry: LogEntry, image_cache_dir: Path | None) -> None:
         if entry.error is not None:
             kind = "retryable" if entry.error.retryable else "permanent"
             st.error(f"**{entry.error.type}** ({kind}): {entry.error.message}")
-        details = entry.details
-        if isinstance(details, CacheDetails):
-            _cache(details, image_cache_dir)
-        elif isinstance(details, DiscogsDetails):
-            _discogs(details)
-        elif isinstance(details, MusicBrainzDetails):
-            _musicbrainz(entry, details)
-        elif details:
-            st.json(details, expanded=False)
+        show_details(entry.details, entry, image_cache_dir)
 
 
-def _musicbrainz(entry: LogEntry, details: MusicBrainzDetails) -> None:
+@singledispatch
+def show_details(details: Any, entry: LogEntry, image_cache_dir: Path | None) -> None:
+    """What the processor reported: raw details (legacy logs) as JSON."""
+    if details:
+        st.json(details, expanded=False)
+
+
+@show_details.register
+def _any_model(details: CamelModel, entry: LogEntry, image_cache_dir: Path | None) -> None:
+    # A processor whose details have no card of their own: every field, as JSON.
+    st.json(details.model_dump(mode="json", by_alias=True), expanded=False)
+
+
+@show_details.register
+def _musicbrainz(
+    details: MusicBrainzDetails, entry: LogEntry, image_cache_dir: Path | None
+) -> None:
     found = f"{details.match_source or '—'} · outcome {details.outcome or '—'}"
     st.caption(f"MusicBrainz {details.mbid or ''} · {found} · {details.requests} requests")
     if entry.fields_enriched:
         st.markdown("Fields written: " + ", ".join(f"`{f}`" for f in entry.fields_enriched))
 
 
-def _discogs(details: DiscogsDetails) -> None:
+@show_details.register
+def _discogs(details: DiscogsDetails, entry: LogEntry, image_cache_dir: Path | None) -> None:
     left, right = st.columns([2, 3])
     with left:
         outcome = f"{details.outcome or '—'} via {details.match_source or '—'}"
@@ -60,7 +76,8 @@ def _discogs(details: DiscogsDetails) -> None:
             st.caption(details.profile[:280] + ("…" if len(details.profile) > 280 else ""))
 
 
-def _cache(details: CacheDetails, image_cache_dir: Path | None) -> None:
+@show_details.register
+def _cache(details: CacheDetails, entry: LogEntry, image_cache_dir: Path | None) -> None:
     before, after, facts = st.columns(3)
     with before:
         st.caption("before")

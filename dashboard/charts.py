@@ -5,9 +5,13 @@ from datetime import datetime
 import altair as alt
 import pandas as pd
 
-from service.models import LogEntry
+from service.models import JobStatus, LogEntry
 
-STATUS_COLOURS = {"success": "#2e9d5b", "failed": "#d1453b", "skipped": "#d9a21b"}
+STATUS_COLOURS: dict[str, str] = {
+    JobStatus.SUCCESS: "#2e9d5b",
+    JobStatus.FAILED: "#d1453b",
+    JobStatus.SKIPPED: "#d9a21b",
+}
 
 
 def timeline_frame(entries: list[LogEntry]) -> pd.DataFrame:
@@ -51,7 +55,9 @@ def waterfall(entries: list[LogEntry]) -> alt.Chart:
         )
     origin: datetime | None = frame["start"].min() if not frame.empty else None
     title = f"started {origin:%Y-%m-%d %H:%M:%S} UTC" if origin is not None else "no timed entries"
-    colours = alt.Scale(domain=list(STATUS_COLOURS), range=list(STATUS_COLOURS.values()))
+    colours = alt.Scale(
+        domain=[str(s) for s in STATUS_COLOURS], range=list(STATUS_COLOURS.values())
+    )
     chart: alt.Chart = (
         alt.Chart(frame, title=title)
         .mark_bar(cornerRadius=2)

@@ -10,10 +10,10 @@ from dashboard.cards import entry_card
 from dashboard.charts import waterfall
 from service.client import EnrichmentClient
 from service.errors import EnrichmentError
-from service.queries import pending_jobs
+from service.models import JobStatus
+from service.queries import RootFilters, pending_jobs
+from service.registry import JOBS
 
-STATUSES = ["success", "failed", "skipped"]
-JOB_TYPES = ["enrich_album", "enrich_artist", "discogs_artist", "cache_image"]
 REFRESH_SECONDS = 3
 
 
@@ -24,14 +24,7 @@ def roots_view() -> None:
     page = int(st.session_state.get("roots_page", 0))
     frame = data.roots_page(filters, page)
     st.dataframe(frame, hide_index=True, width="stretch", key="roots_table")
-    previous, label, following = st.columns([1, 2, 1])
-    if previous.button("◀ newer", disabled=page == 0):
-        st.session_state["roots_page"] = page - 1
-        st.rerun()
-    label.caption(f"page {page + 1} · {len(frame)} roots")
-    if following.button("older ▶", disabled=len(frame) < data.PAGE_SIZE):
-        st.session_state["roots_page"] = page + 1
-        st.rerun()
+    _pager("roots_page", page, len(frame), "roots")
     for row in frame.to_dict("records"):
         title = (
             f"{row['job type']} · {row['entity']} · {row['status']} · {row['children']} children"
@@ -44,19 +37,31 @@ def roots_view() -> None:
                 family_view(str(row["job id"]))
 
 
-def _root_filters() -> data.RootFilters:
+def _pager(key: str, page: int, shown: int, noun: str) -> None:
+    """Newer/older buttons for a list shown `data.PAGE_SIZE` rows at a time."""
+    previous, label, following = st.columns([1, 2, 1])
+    if previous.button("◀ newer", disabled=page == 0, key=f"{key}-newer"):
+        st.session_state[key] = page - 1
+        st.rerun()
+    label.caption(f"page {page + 1} · {shown} {noun}")
+    if following.button("older ▶", disabled=shown < data.PAGE_SIZE, key=f"{key}-older"):
+        st.session_state[key] = page + 1
+        st.rerun()
+
+
+def _root_filters() -> RootFilters:
     cols = st.columns(4)
-    status = cols[0].selectbox("status", [None, *STATUSES], format_func=lambda s: s or "any")
-    job_type = cols[1].selectbox("job type", [None, *JOB_TYPES], format_func=lambda s: s or "any")
+    statuses = [None, *(str(status) for status in JobStatus)]
+    status = cols[0].selectbox("status", statuses, format_func=lambda s: s or "any")
+    job_types = [None, *JOBS.job_types]
+    job_type = cols[1].selectbox("job type", job_types, format_func=lambda s: s or "any")
     entity = cols[2].text_input("entity", placeholder="name contains…")
     days = cols[3].date_input("started between", value=[], format="YYYY-MM-DD")
     since = until = None
     if isinstance(days, tuple) and len(days) == 2:
         since = datetime.combine(days[0], time.min, UTC)
         until = datetime.combine(days[1], time.max, UTC)
-    return data.RootFilters(
-        status=status, job_type=job_type, entity=entity, since=since, until=until
-    )
+    return RootFilters(status=status, job_type=job_type, entity=entity, since=since, until=until)
 
 
 def family_view(root_id: str) -> None:
@@ -134,4 +139,7 @@ def orphans_view() -> None:
 def legacy_view() -> None:
     """Entries written before lineage existed, or tagged legacy."""
     st.title("Legacy logs")
-    st.dataframe(data.legacy(0), hide_index=True, width="stretch")
+    page = int(st.session_state.get("legacy_page", 0))
+    frame = data.legacy(page)
+    st.dataframe(frame, hide_index=True, width="stretch")
+    _pager("legacy_page", page, len(frame), "entries")

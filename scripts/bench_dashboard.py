@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
-from pymongo import MongoClient
 from streamlit.testing.v1 import AppTest
 
 from dashboard import data
 from scripts.commands import CommandCounter
 from service.config import Settings
-from service.store import ensure_store
+from service.embedded_store import ensure_store
+from service.executors import SyncExecutor
+from service.queries import RootFilters
+from service.store import LOGS, make_sync_client
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 READS = {"find", "aggregate", "getMore", "distinct", "count"}
@@ -62,19 +64,17 @@ def main(roots: int, children: int, repeats: int) -> None:
 
     counter = CommandCounter(only=READS)
     settings = Settings().model_copy(update={"mongodb_db": f"bench_{uuid.uuid4().hex[:8]}"})
-    client: MongoClient[dict[str, Any]] = MongoClient(
-        ensure_store(settings), tz_aware=True, event_listeners=[counter]
-    )
+    client = make_sync_client(ensure_store(settings), event_listeners=[counter])
     database = client[settings.mongodb_db]
     data.settings = lambda: settings  # type: ignore[assignment]  # the benchmark's own database
-    data.database = lambda: database  # type: ignore[assignment]
+    data.reader = lambda: SyncExecutor(database)  # type: ignore[assignment]
     try:
         documents, root_ids = seed_documents(roots, children)
         started = time.perf_counter()
         for i in range(0, len(documents), 1000):
-            database["enrichment_logs"].insert_many(documents[i : i + 1000])
+            database[LOGS].insert_many(documents[i : i + 1000])
         print(f"seeded {len(documents)} logs in {time.perf_counter() - started:.1f}s")
-        filters = data.RootFilters()
+        filters = RootFilters()
         page_queries, page_ms = measure(lambda: data.roots_page(filters, 0), counter, repeats)
         middle = root_ids[len(root_ids) // 2]
         family_queries, family_ms = measure(lambda: data.family(middle), counter, repeats)

@@ -58,22 +58,28 @@ async def median_ms(action: Any, repeats: int) -> float:
 async def main(roots: int, children: int, repeats: int) -> None:
     """Seed, measure, print, drop."""
     settings = Settings().model_copy(update={"mongodb_db": f"bench_{uuid.uuid4().hex[:8]}"})
-    client = await connect_store(settings)
+    store = await connect_store(settings)
+    filters, max_attempts = queries.RootFilters(), settings.job_max_attempts
     try:
         documents, root_ids = seed_documents(roots, children)
-        collection = client[settings.mongodb_db]["enrichment_logs"]
+        collection = store.logs
         started = time.perf_counter()
         for i in range(0, len(documents), 1000):
             await collection.insert_many(documents[i : i + 1000])
         print(f"seeded {len(documents)} logs in {time.perf_counter() - started:.1f}s")
-        page = await median_ms(lambda: queries.roots(limit=50), repeats)
+        page = await median_ms(
+            lambda: store.reader.run(
+                queries.roots_page(filters, limit=50, max_attempts=max_attempts)
+            ),
+            repeats,
+        )
         middle = root_ids[len(root_ids) // 2]
-        family = await median_ms(lambda: queries.timeline(middle), repeats)
+        family = await median_ms(lambda: store.reader.run(queries.timeline(middle)), repeats)
         print(f"roots page (50 roots + roll-ups, 2 queries): median {page:.1f} ms")
         print(f"timeline ({children} children, 2 queries): median {family:.1f} ms")
     finally:
-        await client.drop_database(settings.mongodb_db)
-        await client.close()
+        await store.client.drop_database(settings.mongodb_db)
+        await store.close()
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ from pymongo import MongoClient
 from scripts.commands import CommandCounter
 from scripts.seed_legacy_logs import legacy_documents
 from service.config import Settings
+from service.embedded_store import ensure_store
 from service.migration import LegacyMigration
-from service.store import ensure_store
 
 
 def _free_port() -> int:

@@ -16,7 +16,7 @@ from typing import Any
 from pymongo import MongoClient
 
 from service.config import Settings
-from service.store import ensure_store
+from service.embedded_store import ensure_store
 
 JOB_TYPES = ["enrich_album", "enrich_artist", "spotify_sync"]
 STATUSES = ["success", "failed", "partial"]

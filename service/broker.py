@@ -1,9 +1,8 @@
 """The broker: taskiq-redis streams (acknowledged, reclaimed when idle) or in-process."""
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from typing import Any
 
 from redis.asyncio import Redis
 from taskiq import AckableMessage, AsyncBroker, InMemoryBroker, TaskiqEvents, TaskiqState
@@ -11,9 +10,11 @@ from taskiq.api import run_receiver_task
 from taskiq_redis import RedisStreamBroker
 
 from service.config import Settings
-from service.lineage import JobRunner, JobSpec
-from service.resources import open_resources
-from service.tasks import JOB_SPECS, register_tasks
+from service.processing import JobRegistry
+from service.registry import JOBS
+from service.resources import check_rate_limits, open_resources
+from service.runner import JobRunner
+from service.tasks import register_tasks
 
 # XREADGROUP's reply: [(stream, [(message id, {field: value})])].
 StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None
@@ -60,7 +61,7 @@ def create_broker(
     settings: Settings,
     *,
     in_memory: bool = False,
-    specs: Sequence[JobSpec[Any, Any]] = JOB_SPECS,
+    registry: JobRegistry = JOBS,
 ) -> AsyncBroker:
     """A broker with every task registered and worker resources wired to its lifecycle."""
     broker: AsyncBroker
@@ -74,15 +75,16 @@ def create_broker(
             idle_timeout=settings.redelivery_idle_ms,
             xread_block=1000,
         )
-    register_tasks(broker, specs)
-    _wire_resources(broker, settings)
+    register_tasks(broker, registry)
+    _wire_resources(broker, settings, registry)
     return broker
 
 
-def _wire_resources(broker: AsyncBroker, settings: Settings) -> None:
+def _wire_resources(broker: AsyncBroker, settings: Settings, registry: JobRegistry) -> None:
     async def startup(state: TaskiqState) -> None:
+        check_rate_limits(settings, registry.rate_limits)
         state.resources = await open_resources(settings)
-        state.runner = JobRunner(broker, settings, state.resources.providers)
+        state.runner = JobRunner(broker, settings, state.resources)
 
     async def shutdown(state: TaskiqState) -> None:
         runner: JobRunner | None = getattr(state, "runner", None)

@@ -5,21 +5,21 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
 from service.client import EnrichmentClient
 from service.config import Settings
+from service.embedded_store import ensure_store, is_listening, serve_embedded_store
 from service.errors import ConfigurationError, EnrichmentError, StoreUnavailableError
+from service.models import JobStatus
+from service.registry import JOBS
 from service.render import roots_table, timeline_table
-from service.store import ensure_store, is_listening, serve_embedded_store
+from service.store import LOGS, make_sync_client
 
 console = Console()
 type Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
-Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int] | int]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,8 +90,8 @@ def _add_kick_commands(kick: argparse.ArgumentParser) -> None:
 def _add_read_commands(commands: Subparsers) -> None:
     roots = commands.add_parser("roots", help="list root jobs, newest first")
     roots.add_argument("--limit", type=int, default=20)
-    roots.add_argument("--status", choices=["success", "failed", "skipped"])
-    roots.add_argument("--job-type")
+    roots.add_argument("--status", choices=list(JobStatus))
+    roots.add_argument("--job-type", choices=JOBS.job_types)
     roots.set_defaults(command=_roots)
     migrate = commands.add_parser("migrate-legacy", help="tag logs written before lineage")
     migrate.add_argument("--dry-run", action="store_true", help="report, change nothing")
@@ -149,7 +149,6 @@ def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from pymongo import MongoClient
     from pymongo.errors import PyMongoError
     from rich.progress import Progress
     from rich.table import Table
@@ -157,15 +156,12 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from service.migration import LegacyMigration
 
     url = args.mongodb_url or ensure_store(settings)
-    client: MongoClient[dict[str, Any]] = MongoClient(
-        url, tz_aware=True, serverSelectionTimeoutMS=5000
-    )
-    with client:
+    with make_sync_client(url, serverSelectionTimeoutMS=5000) as client:
         try:
             client.admin.command("ping")
         except PyMongoError as exc:
             raise StoreUnavailableError(f"cannot reach the store: {exc}") from exc
-        logs = client[settings.mongodb_db]["enrichment_logs"]
+        logs = client[settings.mongodb_db][LOGS]
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("migrating", total=None)
             migration = LegacyMigration(

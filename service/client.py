@@ -7,25 +7,31 @@ from types import TracebackType
 from typing import Any, Self
 
 from pydantic import ValidationError
-from pymongo import AsyncMongoClient
 from redis.exceptions import RedisError
 from taskiq import AsyncBroker
 
 from service import queries
 from service.broker import create_broker
-from service.config import Settings, redact_url
+from service.config import Settings
 from service.errors import BrokerUnavailableError, InvalidRequestError, WaitTimeoutError
-from service.lineage import kick_job
+from service.executors import Plan
 from service.models import JobType
 from service.models.jobs import AlbumJob, ArtistJob, JobPayload
 from service.models.views import RootSummary, Timeline
-from service.store import connect_store
+from service.registry import JOBS
+from service.spawning import kick_job
+from service.store import Store, connect_store
+from service.urls import redact_url
 
 POLL_SECONDS = 0.25
 
 
 class EnrichmentClient:
-    """Kick enrichment jobs as roots and read their logs. Use as an async context manager."""
+    """Kick enrichment jobs as roots and read their logs. Use as an async context manager.
+
+    Entering connects to the store only; Redis is reached on the first kick, so reading
+    (`roots`, `timeline`, `wait_for_root`) works while Redis is down.
+    """
 
     def __init__(
         self,
@@ -36,24 +42,17 @@ class EnrichmentClient:
     ):
         self.settings = settings or Settings()
         # Kicking needs only the broker; a caller that never reads logs (the dashboard's
-        # form) skips binding the models to a store connection of its own.
+        # form) skips opening a store connection of its own.
         self._read_logs = read_logs
         self._broker = broker
+        # A broker passed in is its owner's to start and stop; ours starts on the first kick.
         self._owns_broker = broker is None
-        self._store: AsyncMongoClient[dict[str, Any]] | None = None
+        self._broker_started = broker is not None
+        self._store: Store | None = None
 
     async def __aenter__(self) -> Self:
         if self._read_logs:
             self._store = await connect_store(self.settings)
-        if self._broker is None:
-            self._broker = create_broker(self.settings)
-            try:
-                await self._broker.startup()
-            except (RedisError, OSError) as exc:
-                if self._store is not None:
-                    await self._store.close()
-                where = redact_url(self.settings.redis_url)
-                raise BrokerUnavailableError(f"cannot reach Redis at {where}: {exc}") from exc
         return self
 
     async def __aexit__(
@@ -62,7 +61,7 @@ class EnrichmentClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._owns_broker and self._broker is not None:
+        if self._broker is not None and self._broker_started and self._owns_broker:
             await self._broker.shutdown()
         if self._store is not None:
             await self._store.close()
@@ -76,18 +75,33 @@ class EnrichmentClient:
     ) -> str:
         """Start a root `enrich_album` job; return its job id."""
         payload = _payload(AlbumJob, mbid=mbid, title=title, artist=artist)
-        return await self._kick(JobType.ENRICH_ALBUM, payload)
+        return await self.kick(JobType.ENRICH_ALBUM, payload)
 
     async def kick_artist(self, *, mbid: str | None = None, name: str | None = None) -> str:
         """Start a root `enrich_artist` job; return its job id."""
         payload = _payload(ArtistJob, mbid=mbid, name=name)
-        return await self._kick(JobType.ENRICH_ARTIST, payload)
+        return await self.kick(JobType.ENRICH_ARTIST, payload)
+
+    async def kick(
+        self, job_type: str, payload: JobPayload | dict[str, Any], *, job_id: str | None = None
+    ) -> str:
+        """Start a root job of any registered type; return its job id.
+
+        A `dict` payload is sent as given and validated by the worker (which logs a bad one).
+        """
+        if job_type not in JOBS:
+            raise InvalidRequestError(f"unknown job type {job_type!r}")
+        if isinstance(payload, JobPayload):
+            payload = payload.model_dump(mode="json", by_alias=True)
+        job_id = job_id or uuid.uuid4().hex
+        await kick_job(await self._started_broker(), job_type, job_id, payload)
+        return job_id
 
     async def wait_for_root(self, root_id: str, timeout: float = 60.0) -> Timeline:
         """Wait until the root and every job spawned in its family has a terminal log."""
         deadline = time.monotonic() + timeout
         while True:
-            family = await queries.timeline(root_id)
+            family = await self._read(queries.timeline(root_id))
             pending = queries.pending_jobs(root_id, family.entries, self.settings.job_max_attempts)
             if not pending:
                 return family
@@ -104,20 +118,33 @@ class EnrichmentClient:
         job_type: str | None = None,
     ) -> list[RootSummary]:
         """Root jobs, newest first, with their family roll-ups."""
-        return await queries.roots(limit=limit, skip=skip, status=status, job_type=job_type)
+        filters = queries.RootFilters(status=status, job_type=job_type)
+        max_attempts = self.settings.job_max_attempts
+        return await self._read(
+            queries.roots_page(filters, limit=limit, skip=skip, max_attempts=max_attempts)
+        )
 
     async def timeline(self, root_id: str) -> Timeline:
         """A root's entries, then its family's by `startedAt`."""
-        return await queries.timeline(root_id)
+        return await self._read(queries.timeline(root_id))
 
-    async def _kick(self, job_type: str, payload: JobPayload) -> str:
+    async def _read[T](self, plan: Plan[T]) -> T:
+        if self._store is None:
+            plan.close()
+            raise RuntimeError("EnrichmentClient reads inside `async with`, with read_logs=True")
+        return await self._store.reader.run(plan)
+
+    async def _started_broker(self) -> AsyncBroker:
         if self._broker is None:
-            raise RuntimeError("EnrichmentClient is used outside `async with`")
-        job_id = uuid.uuid4().hex
-        await kick_job(
-            self._broker, job_type, job_id, payload.model_dump(mode="json", by_alias=True)
-        )
-        return job_id
+            self._broker = create_broker(self.settings)
+        if not self._broker_started:
+            try:
+                await self._broker.startup()
+            except (RedisError, OSError) as exc:
+                where = redact_url(self.settings.redis_url)
+                raise BrokerUnavailableError(f"cannot reach Redis at {where}: {exc}") from exc
+            self._broker_started = True
+        return self._broker
 
 
 def _payload[P: JobPayload](model: type[P], **fields: Any) -> P:

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service import __version__
+from service.errors import ConfigurationError
 
 DEFAULT_USER_AGENT = (
     f"MusicCatalogueEnrichment/{__version__} ( https://github.com/music-catalogue/enrichment )"
@@ -150,24 +151,26 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def musicbrainz_rate(self) -> RateLimitItem:
-        """The parsed MusicBrainz rate limit."""
-        return parse(self.musicbrainz_rate_limit)
-
-    @property
     def dashboard_exposed(self) -> bool:
         """Whether the dashboard listens beyond loopback (and so needs a password)."""
         return self.dashboard_host not in ("127.0.0.1", "localhost", "::1")
 
     @property
-    def discogs_rate(self) -> RateLimitItem:
-        """The parsed Discogs rate limit."""
-        return parse(self.discogs_rate_limit)
-
-    @property
     def cloudflare_enabled(self) -> bool:
         """Whether cached images go to Cloudflare Images instead of the local cache."""
         return bool(self.cloudflare_account_id and self.cloudflare_api_token)
+
+    def rate_limit(self, setting: str) -> RateLimitItem:
+        """The parsed rate limit that the setting (field) `setting` names."""
+        if setting not in type(self).model_fields or not setting.endswith("_rate_limit"):
+            raise ConfigurationError(
+                f"no rate limit setting {setting!r}: add it to Settings "
+                f"({setting.upper()}, e.g. '60/minute')"
+            )
+        try:
+            return parse(getattr(self, setting))
+        except ValueError as exc:
+            raise ConfigurationError(f"{setting.upper()}: {exc}") from exc
 
     @property
     def rate_limit_storage(self) -> str:
@@ -188,10 +191,3 @@ class Settings(BaseSettings):
     def embedded_store_url(self) -> str:
         """The URI of the embedded store on loopback."""
         return f"mongodb://127.0.0.1:{self.embedded_store_port}/?directConnection=true"
-
-
-def redact_url(url: str) -> str:
-    """The URL with any user:password replaced, fit for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    _, at, host = rest.rpartition("@")
-    return f"{scheme}{sep}***@{host}" if at else url

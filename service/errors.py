@@ -1,4 +1,28 @@
-"""The service's error tree: each error knows whether trying again can help."""
+"""The service's error tree: each error knows whether trying again can help.
+
+EnrichmentError                    raised on purpose; `retryable = False`
+├── ConfigurationError             settings that cannot work
+├── MigrationError                 the store refused a migration batch
+├── InvalidRequestError            a job's input cannot be processed as given
+├── WaitTimeoutError               (also TimeoutError) a family did not finish in time
+├── ProviderError                  an external API refused; a retry will not help
+│   ├── NotFoundError              the API does not know the entity
+│   └── ProviderUnavailableError   (retryable) overloaded, rate limiting, failing
+├── ImageFetchError                an image could not be fetched
+│   ├── UnsafeUrlError             the URL or a redirect points where we never connect
+│   ├── ImageTooLargeError         the body is over the cap
+│   ├── NotAnImageError            Pillow cannot identify and verify the bytes
+│   └── ImageDownloadError         (retryable) server error, throttling, network
+├── ImageStoreError                storing an image failed for good
+│   └── ImageStoreUnavailableError (retryable)
+└── RetryableError                 `retryable = True`: a later attempt may succeed
+├── StoreUnavailableError      the document store
+├── BrokerUnavailableError     Redis
+├── JobTimeoutError            a job ran past its time limit
+└── JobCancelledError          the worker shut down mid-job
+"""
+
+from service.urls import display_url
 
 
 class EnrichmentError(Exception):
@@ -55,6 +79,43 @@ class ProviderUnavailableError(ProviderError, RetryableError):
 
 class NotFoundError(ProviderError):
     """The external API does not know the requested entity."""
+
+
+class ImageFetchError(EnrichmentError):
+    """An image could not be fetched; `url` is shown without query, fragment or credentials."""
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = display_url(url)
+        self.status = status
+
+
+class UnsafeUrlError(ImageFetchError):
+    """The URL (or a redirect hop) points somewhere we refuse to connect to."""
+
+
+class ImageTooLargeError(ImageFetchError):
+    """The body is larger than the configured cap."""
+
+
+class NotAnImageError(ImageFetchError):
+    """The bytes are not an image Pillow can identify and verify."""
+
+
+class ImageDownloadError(ImageFetchError, RetryableError):
+    """A transient failure: server error, throttling, network error or timeout."""
+
+
+class ImageStoreError(EnrichmentError):
+    """Storing an image failed in a way a retry will not fix (bad request, auth, format)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ImageStoreUnavailableError(ImageStoreError, RetryableError):
+    """The image store is unreachable, rate limiting or failing; a later attempt may succeed."""
 
 
 class InvalidRequestError(EnrichmentError):

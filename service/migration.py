@@ -16,13 +16,13 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ASCENDING, UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from service.errors import MigrationError, StoreUnavailableError
+from service.executors import Record
 from service.models import EnrichmentLog
-from service.store import INDEX_NOT_FOUND, chunks, stale_indexes
+from service.store import chunks, ensure_indexes, run_sync
 
-Document = dict[str, Any]
 NO_ROOT_FLAG = {"isRootJob": {"$exists": False}}
 # Every BSON type an _id can have, in MongoDB's sort order ("number": int, long, double, decimal).
 ID_TYPES = ("number", "string", "object", "binData", "objectId", "bool", "date", "timestamp")
@@ -68,7 +68,7 @@ class LegacyMigration:
 
     def __init__(
         self,
-        logs: Collection[Document],
+        logs: Collection[Record],
         *,
         batch_size: int = 500,
         dry_run: bool = False,
@@ -114,16 +114,8 @@ class LegacyMigration:
         return self.report
 
     def _ensure_indexes(self) -> None:
-        wanted = EnrichmentLog.Settings.indexes
-        for name in stale_indexes(self._logs.index_information(), wanted):
-            try:
-                self._logs.drop_index(name)
-            except OperationFailure as exc:
-                if exc.code != INDEX_NOT_FOUND:  # a worker starting meanwhile dropped it
-                    raise
-            self.report.round_trips += 1
-        self._logs.create_indexes(wanted)
-        self.report.round_trips += 2  # index_information, create_indexes
+        # The same index maintenance every worker and command runs when it connects.
+        self.report.round_trips += run_sync(self._logs.database, ensure_indexes([EnrichmentLog]))
 
     def _self_parented_roots(self) -> None:
         # parentJobId == jobId: the job named itself as its root. The store compares the two.
@@ -179,7 +171,7 @@ class LegacyMigration:
             self.report.record(rule, [doc["_id"] for doc in docs])
             self._progress(rule, len(docs))
 
-    def _update(self, rule: str, query: Document, values: Document) -> None:
+    def _update(self, rule: str, query: Record, values: Record) -> None:
         """Set `values` on every match, a batch of ids at a time."""
         for batch in self._batches(query):
             for ids in chunks(batch):
@@ -189,7 +181,7 @@ class LegacyMigration:
                 self.report.record(rule, ids)
             self._progress(rule, len(batch))
 
-    def _batches(self, query: Document, fields: list[str] | None = None) -> Iterator[list[Any]]:
+    def _batches(self, query: Record, fields: list[str] | None = None) -> Iterator[list[Any]]:
         """Pages of matching documents (just their ids, or these `fields` too)."""
         # Keyset paging on _id: stable while the updates above make documents leave the query.
         # `$gt` compares only within one BSON type, so each type of _id is paged on its own.
@@ -212,22 +204,22 @@ class LegacyMigration:
                 last = docs[-1]["_id"]
                 yield docs if fields is not None else [doc["_id"] for doc in docs]
 
-    def _any(self, query: Document) -> bool:
+    def _any(self, query: Record) -> bool:
         self.report.round_trips += 1
         return self._logs.find_one(query, {"_id": 1}) is not None
 
-    def _count(self, query: Document) -> int:
+    def _count(self, query: Record) -> int:
         self.report.round_trips += 1
         return self._logs.count_documents(query)
 
 
-def keep_existing(values: Document) -> list[Document]:
+def keep_existing(values: Record) -> list[Record]:
     """An update pipeline that sets each of `values` only where the field is missing or null."""
     kept = {key: {"$ifNull": [f"${key}", {"$literal": value}]} for key, value in values.items()}
     return [{"$set": kept}]
 
 
-def started_from(doc: Document) -> datetime:
+def started_from(doc: Record) -> datetime:
     """A start time for a log without one: createdAt, else timestamp, else its ObjectId's time."""
     for key in ("createdAt", "timestamp"):
         value = doc.get(key)

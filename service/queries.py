@@ -1,31 +1,126 @@
-"""Read-side queries on `enrichment_logs`, all served by the lineage indexes."""
+"""Every read of the job log, written once, as a plan that either executor runs.
 
+A plan yields store operations and gets their documents back (`service.executors`): the
+async executor serves the client and the CLI, the sync one the dashboard. Results are the
+read models of `service.models.views`, the same everywhere.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from service.models import EnrichmentLog, LogEntry
-from service.models.views import RootSummary, Timeline
+from service.executors import Aggregate, Find, Plan, Record
+from service.models import JobStatus, JobType, LogEntry
+from service.models.views import EntityMatch, OrphanFamily, RootSummary, Timeline
+from service.store import LOGS, chunks
+
+NEWEST_FIRST = (("startedAt", -1),)
+ENTITY_SEARCH_LIMIT = 500
 
 
-async def family_logs(root_id: str) -> tuple[list[LogEntry], list[LogEntry]]:
-    """A root's own attempts and every descendant's attempts, each by `startedAt`."""
-    root = await _find({"jobId": root_id}, sort=[("attempt", 1)])
-    children = await _find({"parentJobId": root_id}, sort=[("startedAt", 1), ("attempt", 1)])
-    return root, children
+@dataclass(frozen=True)
+class RootFilters:
+    """What the roots list is narrowed by. Every value is data, never query syntax."""
+
+    status: str | None = None
+    job_type: str | None = None
+    entity: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def query(self) -> Record:
+        """The filter on root logs (served by the isRootJob index); text matches literally."""
+        query: Record = {"isRootJob": True}
+        if self.job_type is not None:
+            query["jobType"] = str(self.job_type)
+        if self.entity.strip():
+            query["entityName"] = literal_pattern(self.entity)
+        started: Record = {}
+        if self.since is not None:
+            started["$gte"] = self.since
+        if self.until is not None:
+            started["$lte"] = self.until
+        if started:
+            query["startedAt"] = started
+        return query
 
 
-async def timeline(root_id: str) -> Timeline:
-    """The timeline of one root's family."""
-    root, children = await family_logs(root_id)
-    return Timeline(root_id=root_id, root=root, children=children)
+def literal_pattern(text: str) -> Record:
+    """A case-insensitive match of `text` as typed: never a regex, never an operator."""
+    return {"$regex": re.escape(text.strip()), "$options": "i"}
 
 
-async def roots(
-    *, limit: int = 50, skip: int = 0, status: str | None = None, job_type: str | None = None
-) -> list[RootSummary]:
-    """Root jobs by latest activity, one per job (its latest attempt), with family roll-ups."""
-    page = await _latest_root_attempts(limit=limit, skip=skip, status=status, job_type=job_type)
-    rollups = await _rollups([entry.job_id for entry in page if entry.job_id])
-    return [RootSummary(root=entry, **rollups.get(entry.job_id or "", {})) for entry in page]
+def roots_page(
+    filters: RootFilters, *, limit: int, skip: int = 0, max_attempts: int
+) -> Plan[list[RootSummary]]:
+    """Roots by latest activity, one per job (its latest attempt), with family roll-ups."""
+    page = RootPage(limit=limit, skip=skip, status=filters.status)
+    yield Find(LOGS, filters.query(), sort=NEWEST_FIRST, until=page.offer)
+    ids = [entry.job_id for entry in page.entries if entry.job_id]
+    rollups: dict[str, Record] = {}
+    if ids:
+        rows = yield Aggregate(LOGS, rollup_pipeline(ids, max_attempts))
+        rollups = {row.pop("_id"): row for row in rows}
+    return [RootSummary(root=e, **rollups.get(e.job_id or "", {})) for e in page.entries]
+
+
+def timeline(root_id: str) -> Plan[Timeline]:
+    """A root's attempts, then every descendant's by `startedAt` (two indexed queries)."""
+    root = yield Find(LOGS, {"jobId": root_id}, sort=(("attempt", 1),))
+    children = yield Find(LOGS, {"parentJobId": root_id}, sort=(("startedAt", 1), ("attempt", 1)))
+    return Timeline(root_id=root_id, root=_entries(root), children=_entries(children))
+
+
+def entity_roots(text: str, *, limit: int = ENTITY_SEARCH_LIMIT) -> Plan[list[EntityMatch]]:
+    """Roots whose family touched an entity, found by name (literal text) or id."""
+    touched = yield Find(
+        LOGS,
+        {"$or": [{"entityName": literal_pattern(text)}, {"entityId": text.strip()}]},
+        projection={"jobId": 1, "parentJobId": 1, "isRootJob": 1, "entityName": 1},
+        limit=limit,
+    )
+    roots: dict[str, set[str]] = {}
+    for doc in touched:
+        root_id = doc.get("jobId") if doc.get("isRootJob") else doc.get("parentJobId")
+        if isinstance(root_id, str) and root_id:
+            roots.setdefault(root_id, set()).add(str(doc.get("entityName") or ""))
+    return [EntityMatch(root_job_id=r, entities=sorted(n)) for r, n in roots.items()]
+
+
+def orphans() -> Plan[list[OrphanFamily]]:
+    """Families whose root log is gone: one aggregation, then the roots looked up in chunks."""
+    groups = yield Aggregate(
+        LOGS,
+        [
+            {"$match": {"parentJobId": {"$type": "string"}}},
+            {
+                "$group": {
+                    "_id": "$parentJobId",
+                    "entries": {"$sum": 1},
+                    "firstStarted": {"$min": "$startedAt"},
+                }
+            },
+        ],
+    )
+    parents = [group["_id"] for group in groups if group["_id"]]
+    present: set[str] = set()
+    for chunk in chunks(parents):
+        found = yield Find(LOGS, {"jobId": {"$in": chunk}}, projection={"jobId": 1})
+        present |= {doc["jobId"] for doc in found}
+    missing = [
+        OrphanFamily(missing_root=g["_id"], entries=g["entries"], first_started=g["firstStarted"])
+        for g in groups
+        if g["_id"] and g["_id"] not in present
+    ]
+    return sorted(missing, key=lambda family: (family.first_started is None, family.first_started))
+
+
+def legacy_logs(*, limit: int, skip: int = 0) -> Plan[list[LogEntry]]:
+    """Entries without lineage (written before it existed, or tagged legacy), newest first."""
+    query = {"$or": [{"isRootJob": {"$exists": False}}, {"legacy": True}]}
+    found = yield Find(LOGS, query, sort=NEWEST_FIRST, skip=skip, limit=limit)
+    return _entries(found)
 
 
 class RootPage:
@@ -40,7 +135,7 @@ class RootPage:
         self._seen: set[str] = set()
         self._matching: list[LogEntry] = []
 
-    def offer(self, document: dict[str, Any]) -> bool:
+    def offer(self, document: Record) -> bool:
         """Consider the next log; True once the page is full."""
         entry = LogEntry.model_validate(document)
         if entry.job_id not in self._seen:
@@ -55,102 +150,65 @@ class RootPage:
         return self._matching[self._skip :]
 
 
-def roots_query(*, job_type: str | None = None) -> dict[str, Any]:
-    """The root-log query (served by the isRootJob index)."""
-    query: dict[str, Any] = {"isRootJob": True}
-    if job_type is not None:
-        query["jobType"] = str(job_type)
-    return query
-
-
-async def _latest_root_attempts(
-    *, limit: int, skip: int, status: str | None, job_type: str | None
-) -> list[LogEntry]:
-    page = RootPage(limit=limit, skip=skip, status=status)
-    collection = EnrichmentLog.get_pymongo_collection()
-    cursor = collection.find(roots_query(job_type=job_type), sort=[("startedAt", -1)])
-    try:
-        async for document in cursor:
-            if page.offer(document):
-                break
-    finally:
-        await cursor.close()
-    return page.entries
-
-
-def rollup_pipeline(root_ids: list[str], max_attempts: int = 3) -> list[dict[str, Any]]:
+def rollup_pipeline(root_ids: list[str], max_attempts: int) -> list[Record]:
     """One aggregation rolling up many roots' families (served by the parentJobId index)."""
 
-    def count(condition: dict[str, Any]) -> dict[str, Any]:
+    def count(condition: Record) -> Record:
         return {"$sum": {"$cond": [condition, 1, 0]}}
 
-    def discogs(outcome: str) -> dict[str, Any]:
+    def both(*conditions: Record) -> Record:
+        return {"$and": list(conditions)}
+
+    def equals(field: str, value: Any) -> Record:
+        return {"$eq": [f"${field}", str(value) if isinstance(value, str) else value]}
+
+    def discogs(outcome: str) -> Record:
         # Match outcomes are Discogs': MusicBrainz lookups also say "matched" in their details.
-        return count(
-            {"$and": [{"$eq": ["$jobType", "discogs_artist"]}, {"$eq": ["$outcome", outcome]}]}
-        )
+        return count(both(equals("jobType", JobType.DISCOGS_ARTIST), equals("outcome", outcome)))
 
     # Count jobs, not attempts: keep each child job's latest attempt, then roll up per root.
+    latest = {
+        key: {"$last": f"${path}"}
+        for key, path in {
+            "root": "parentJobId",
+            "status": "status",
+            "jobType": "jobType",
+            "outcome": "details.outcome",
+            "finishedAt": "finishedAt",
+            "retryable": "error.retryable",
+            "attempt": "attempt",
+        }.items()
+    }
     return [
         {"$match": {"parentJobId": {"$in": root_ids}}},
         {"$sort": {"jobId": 1, "attempt": 1}},
-        {
-            "$group": {
-                "_id": "$jobId",
-                "root": {"$last": "$parentJobId"},
-                "status": {"$last": "$status"},
-                "jobType": {"$last": "$jobType"},
-                "outcome": {"$last": "$details.outcome"},
-                "finishedAt": {"$last": "$finishedAt"},
-                "retryable": {"$last": "$error.retryable"},
-                "attempt": {"$last": "$attempt"},
-            }
-        },
+        {"$group": {"_id": "$jobId", **latest}},
         {
             "$group": {
                 "_id": "$root",
                 "childrenTotal": {"$sum": 1},
-                "childrenFailed": count({"$eq": ["$status", "failed"]}),
-                "childrenSkipped": count({"$eq": ["$status", "skipped"]}),
+                "childrenFailed": count(equals("status", JobStatus.FAILED)),
+                "childrenSkipped": count(equals("status", JobStatus.SKIPPED)),
                 "matched": discogs("matched"),
                 "noMatch": discogs("no_match"),
                 "ambiguous": discogs("ambiguous"),
                 "cached": count(
-                    {
-                        "$and": [
-                            {"$eq": ["$jobType", "cache_image"]},
-                            {"$eq": ["$status", "success"]},
-                        ]
-                    }
+                    both(
+                        equals("jobType", JobType.CACHE_IMAGE), equals("status", JobStatus.SUCCESS)
+                    )
                 ),
                 # Failed, retryable, attempts left: another attempt is on its way.
                 "stillRunning": count(
-                    {
-                        "$and": [
-                            {"$eq": ["$status", "failed"]},
-                            {"$eq": ["$retryable", True]},
-                            {"$lt": ["$attempt", max_attempts]},
-                        ]
-                    }
+                    both(
+                        equals("status", JobStatus.FAILED),
+                        equals("retryable", True),
+                        {"$lt": ["$attempt", max_attempts]},
+                    )
                 ),
                 "lastFinishedAt": {"$max": "$finishedAt"},
             }
         },
     ]
-
-
-async def _rollups(root_ids: list[str]) -> dict[str, dict[str, Any]]:
-    if not root_ids:
-        return {}
-    cursor = await EnrichmentLog.get_pymongo_collection().aggregate(rollup_pipeline(root_ids))
-    return {row.pop("_id"): row async for row in cursor}
-
-
-async def _find(
-    query: dict[str, Any], *, sort: list[tuple[str, int]], limit: int = 0, skip: int = 0
-) -> list[LogEntry]:
-    cursor = EnrichmentLog.get_pymongo_collection().find(query, sort=sort, skip=skip, limit=limit)
-    return [LogEntry.model_validate(document) async for document in cursor]
 
 
 def latest_attempts(entries: list[LogEntry]) -> dict[str, LogEntry]:
@@ -179,3 +237,7 @@ def pending_jobs(root_id: str, entries: list[LogEntry], max_attempts: int) -> li
                 seen.add(child)
                 frontier.append(child)
     return pending
+
+
+def _entries(documents: list[Record]) -> list[LogEntry]:
+    return [LogEntry.model_validate(document) for document in documents]

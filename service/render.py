@@ -5,36 +5,34 @@ from datetime import datetime
 from rich.table import Table
 from rich.text import Text
 
-from service.models import LogEntry
-from service.models.logs import CacheDetails, DiscogsDetails, MusicBrainzDetails
-from service.models.views import RootSummary, Timeline
+from service.models import JobStatus, LogEntry
+from service.models.jobs import CacheDetails, DiscogsDetails, MusicBrainzDetails
+from service.models.views import ROLLUP_COLUMNS, RootSummary, Timeline
 
-STATUS_STYLES = {"success": "green", "failed": "red", "skipped": "yellow"}
+STATUS_STYLES: dict[str, str] = {
+    JobStatus.SUCCESS: "green",
+    JobStatus.FAILED: "red",
+    JobStatus.SKIPPED: "yellow",
+}
 
 
 def roots_table(roots: list[RootSummary]) -> Table:
-    """One row per root job with its family roll-up."""
+    """One row per root job with its family roll-up (the dashboard's columns)."""
     table = Table(title="Root jobs", title_justify="left")
-    for column in (
-        "started",
-        "job id",
-        "type",
-        "entity",
-        "status",
-        "children",
-        "failed",
-    ):
+    for column in ("started", "job id", "type", "entity", "status"):
         table.add_column(column)
+    for column in ROLLUP_COLUMNS:
+        table.add_column(column, justify="right")
     for summary in roots:
         root = summary.root
+        rollup = ["" if value is None else str(value) for value in summary.rollup().values()]
         table.add_row(
             _time(root.started_at),
             root.job_id or "?",
             root.job_type or "?",
             root.entity_name or "",
             _status(root.status),
-            str(summary.children_total),
-            str(summary.children_failed),
+            *rollup,
         )
     return table
 
@@ -80,7 +78,7 @@ def _outcome(entry: LogEntry) -> str:
         return f"{details.outcome}{score}: nothing written"
     if isinstance(details, CacheDetails) and details.deduplicated:
         return f"already cached: {details.after_url}"
-    if entry.status == "skipped" and isinstance(details, MusicBrainzDetails):
+    if entry.status == JobStatus.SKIPPED and isinstance(details, MusicBrainzDetails):
         return f"{details.outcome or 'skipped'}: nothing written"
     return ", ".join(entry.fields_enriched)
 

@@ -1,5 +1,6 @@
 """What a worker creates at start-up and closes at shutdown."""
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -7,22 +8,25 @@ from typing import Any
 import httpx
 from cloudflare import AsyncCloudflare
 from pydantic import SecretStr
-from pymongo import AsyncMongoClient
 
-from service.clients.coverart import CoverArtClient
-from service.clients.discogs import DiscogsClient
-from service.clients.http import ProviderApi, make_http_client
-from service.clients.image_store import CloudflareImageStore, ImageStore, LocalImageStore
-from service.clients.images import ImageFetcher
-from service.clients.musicbrainz import MusicBrainzClient
-from service.clients.ratelimit import SharedRateLimiter
 from service.config import Settings
-from service.store import connect_store
+from service.providers.coverart import CoverArtClient
+from service.providers.discogs import DiscogsClient
+from service.providers.http import ProviderApi, make_http_client
+from service.providers.image_store import CloudflareImageStore, ImageStore, LocalImageStore
+from service.providers.images import ImageFetcher
+from service.providers.musicbrainz import MusicBrainzClient
+from service.providers.ratelimit import DISCOGS, MUSICBRAINZ, RateLimit, SharedRateLimiter
+from service.store import Catalogue, Store, connect_store
+
+logger = logging.getLogger(__name__)
+
+Closer = Callable[[], Awaitable[Any]]
 
 
 @dataclass
 class Providers:
-    """The processors' view of the outside world."""
+    """The processors' view of the outside world: the APIs, the image store, the catalogue."""
 
     settings: Settings
     musicbrainz: MusicBrainzClient
@@ -30,57 +34,76 @@ class Providers:
     discogs: DiscogsClient
     images: ImageFetcher
     image_store: ImageStore
+    catalogue: Catalogue
 
 
 @dataclass
 class WorkerResources:
     """Everything a worker holds open; `close` releases it all, newest first."""
 
+    store: Store
     providers: Providers
-    closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    closers: list[Closer] = field(default_factory=list)
 
     async def close(self) -> None:
         """Close every client, limiter and the store connection."""
-        for close in reversed(self.closers):
+        await close_all(self.closers)
+
+
+async def close_all(closers: list[Closer]) -> None:
+    """Call every closer, newest first, going on past one that fails."""
+    for close in reversed(closers):
+        try:
             await close()
+        except Exception:  # one failing closer must not keep the others open
+            logger.exception("closing %r failed", close)
+
+
+def check_rate_limits(settings: Settings, limits: list[RateLimit]) -> None:
+    """Every provider budget a processor spends has its own, valid setting (else at start-up)."""
+    for limit in limits:
+        settings.rate_limit(limit.setting)
 
 
 async def open_resources(settings: Settings) -> WorkerResources:
-    """Connect the store (and bind Beanie), and make one client per provider."""
-    closers: list[Callable[[], Awaitable[Any]]] = []
-    store: AsyncMongoClient[dict[str, Any]] = await connect_store(settings)
-    closers.append(store.close)
+    """Connect the store and make one client per provider."""
+    store = await connect_store(settings)
+    closers: list[Closer] = [store.close]
+    try:
+        providers = _providers(settings, store, closers)
+    except BaseException:
+        await close_all(closers)
+        raise
+    return WorkerResources(store=store, providers=providers, closers=closers)
 
+
+def _providers(settings: Settings, store: Store, closers: list[Closer]) -> Providers:
     def http(base_url: str = "", **headers: str) -> httpx.AsyncClient:
         client = make_http_client(settings, base_url, **headers)
         closers.append(client.aclose)
         return client
 
-    def limiter(item_key: str) -> SharedRateLimiter:
-        item = settings.musicbrainz_rate if item_key == "musicbrainz" else settings.discogs_rate
-        shared = SharedRateLimiter(settings.rate_limit_storage, item, item_key)
-        closers.append(shared.close)
-        return shared
-
-    def api(name: str, base_url: str, item_key: str, *secrets: str) -> ProviderApi:
+    def api(limit: RateLimit, base_url: str, *secrets: str) -> ProviderApi:
+        limiter = SharedRateLimiter(
+            settings.rate_limit_storage, settings.rate_limit(limit.setting), limit.key
+        )
+        closers.append(limiter.close)
         return ProviderApi(
-            name,
+            limit.provider,
             http(base_url),
-            limiter(item_key),
+            limiter,
             retry_attempts=settings.provider_retry_attempts,
             backoff_seconds=settings.provider_backoff_seconds,
             secrets=secrets,
         )
 
-    providers = Providers(
+    discogs_secrets = _secret(settings.discogs_token)
+    return Providers(
         settings=settings,
-        musicbrainz=MusicBrainzClient(
-            api("MusicBrainz", settings.musicbrainz_base_url, "musicbrainz")
-        ),
+        musicbrainz=MusicBrainzClient(api(MUSICBRAINZ, settings.musicbrainz_base_url)),
         coverart=CoverArtClient(http(settings.coverart_base_url)),
         discogs=DiscogsClient(
-            api("Discogs", settings.discogs_base_url, "discogs", *_secret(settings.discogs_token)),
-            settings.discogs_token,
+            api(DISCOGS, settings.discogs_base_url, *discogs_secrets), settings.discogs_token
         ),
         images=ImageFetcher(
             http(Accept="image/*"),
@@ -88,11 +111,11 @@ async def open_resources(settings: Settings) -> WorkerResources:
             max_bytes=settings.image_max_bytes,
         ),
         image_store=_image_store(settings, closers),
+        catalogue=Catalogue(store),
     )
-    return WorkerResources(providers=providers, closers=closers)
 
 
-def _image_store(settings: Settings, closers: list[Callable[[], Awaitable[Any]]]) -> ImageStore:
+def _image_store(settings: Settings, closers: list[Closer]) -> ImageStore:
     if not settings.cloudflare_enabled:
         assert settings.image_cache_dir is not None  # Settings fills it in
         return LocalImageStore(

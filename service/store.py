@@ -1,29 +1,51 @@
-"""The document store: MongoDB when `MONGODB_URL` is set, else the embedded mongoeco server."""
+"""The document store: connecting, the collections by name, and their indexes.
+
+MongoDB when `MONGODB_URL` is set, else the embedded store (`service.embedded_store`). The
+async `Store` is made once per process (worker start-up, a client, a command) and passed in;
+nothing reaches the collections through a process-wide binding.
+"""
 
 import asyncio
 import logging
-import os
-import socket
-import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from beanie import init_beanie
-from pymongo import AsyncMongoClient, IndexModel
+from beanie import Document, init_beanie
+from pymongo import AsyncMongoClient, IndexModel, MongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.database import Database
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from service.config import Settings
+from service.embedded_store import ensure_store
 from service.errors import StoreUnavailableError
-from service.models import DOCUMENT_MODELS
+from service.executors import (
+    AsyncExecutor,
+    CreateIndexes,
+    DropIndex,
+    ListIndexes,
+    Plan,
+    Record,
+    SyncExecutor,
+)
+from service.models import DOCUMENT_MODELS, Album, Artist, EnrichmentLog
+from service.models.base import utc_now
 
 logger = logging.getLogger(__name__)
 
-STORE_START_TIMEOUT_SECONDS = 30.0
+# Every collection's name, spelled here once (the models' own names where there is a model).
+LOGS = EnrichmentLog.Settings.name
+ALBUMS = Album.Settings.name
+ARTISTS = Artist.Settings.name
+# One document per (root, processor, entity) a family has spawned: see `service.spawning`.
+CLAIMS = "job_claims"
+CATALOGUE = {"album": ALBUMS, "artist": ARTISTS}
+
+SERVER_SELECTION_TIMEOUT_MS = 10_000
 # The options that make two indexes of one name different indexes.
 INDEX_OPTIONS = ("unique", "sparse", "partialFilterExpression", "expireAfterSeconds")
-INDEX_NOT_FOUND = 27  # the server error code
 # The embedded store refuses an `$in` of about 500 values ("expression tree is too large"):
 # longer lists go in chunks.
 IN_LIMIT = 200
@@ -35,105 +57,87 @@ def chunks(values: list[Any], size: int = IN_LIMIT) -> Iterator[list[Any]]:
         yield values[start : start + size]
 
 
-def is_listening(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether something accepts TCP connections on host:port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
+@dataclass(frozen=True)
+class Store:
+    """An open async connection to the store and the collections the service writes."""
+
+    client: AsyncMongoClient[Record]
+    database: AsyncDatabase[Record]
+
+    @property
+    def logs(self) -> AsyncCollection[Record]:
+        """`enrichment_logs`: one document per processor attempt."""
+        return self.database[LOGS]
+
+    @property
+    def claims(self) -> AsyncCollection[Record]:
+        """`job_claims`: which job of a family runs a processor for an entity."""
+        return self.database[CLAIMS]
+
+    def catalogue(self, entity_type: str) -> AsyncCollection[Record]:
+        """The albums or artists collection."""
+        return self.database[CATALOGUE[entity_type]]
+
+    @property
+    def reader(self) -> AsyncExecutor:
+        """An executor for read plans (`service.queries`) on this store."""
+        return AsyncExecutor(self.database)
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self.client.close()
 
 
-def ensure_store(settings: Settings) -> str:
-    """Return the store's URI, starting the embedded store in the background if needed."""
-    if settings.mongodb_url:
-        return settings.mongodb_url
-    if not is_listening(settings.embedded_store_port):
-        _spawn_embedded_store(settings)
-    return settings.embedded_store_url
-
-
-def store_command(settings: Settings) -> list[str]:
-    """The command line that serves this embedded store."""
-    return [
-        sys.executable,
-        *("-m", "service.cli", "store"),
-        *("--port", str(settings.embedded_store_port)),
-        *("--data-dir", str(settings.data_dir)),
-    ]
-
-
-def _spawn_embedded_store(settings: Settings) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = settings.data_dir / "store.log"
-    logger.info("starting the embedded store on port %d", settings.embedded_store_port)
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        # A detached session (posix_spawn, setsid): the store outlives the command that
-        # started it, so the demo, workers and dashboard share it and its data survives their
-        # restarts. No Popen object: nothing here will ever wait for it.
-        os.posix_spawn(
-            sys.executable,
-            store_command(settings),
-            os.environ,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                (os.POSIX_SPAWN_DUP2, log_fd, 2),
-            ],
-            setsid=True,
-        )
-    finally:
-        os.close(log_fd)
-    deadline = time.monotonic() + STORE_START_TIMEOUT_SECONDS
-    while not is_listening(settings.embedded_store_port):
-        if time.monotonic() > deadline:
-            raise StoreUnavailableError(
-                f"the embedded store did not start on port {settings.embedded_store_port}; "
-                f"see {log_path}"
-            )
-        time.sleep(0.1)
-
-
-async def serve_embedded_store(
-    settings: Settings, on_ready: Callable[[str], Awaitable[None] | None] | None = None
-) -> None:
-    """Serve the MongoDB wire protocol from SQLite at `store_path` until cancelled."""
-    # Imported here: only the `store` command needs the server side of mongoeco.
-    from mongoeco.engines.sqlite import SQLiteEngine
-    from mongoeco.wire import AsyncMongoEcoProxyServer
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = SQLiteEngine(str(settings.store_path))
-    server = AsyncMongoEcoProxyServer(
-        engine=engine, host="127.0.0.1", port=settings.embedded_store_port
-    )
-    async with server:
-        settings.store_pid_path.write_text(str(os.getpid()))
-        try:
-            if on_ready is not None:
-                ready = on_ready(settings.embedded_store_url)
-                if ready is not None:
-                    await ready
-            await asyncio.Event().wait()
-        finally:
-            settings.store_pid_path.unlink(missing_ok=True)
-
-
-def make_mongo_client(url: str) -> AsyncMongoClient[dict[str, Any]]:
+def make_mongo_client(url: str) -> AsyncMongoClient[Record]:
     """A PyMongo async client that reads timestamps back as UTC-aware datetimes."""
-    return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=10_000)
+    return AsyncMongoClient(
+        url, tz_aware=True, serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS
+    )
 
 
-async def connect_store(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
-    """Connect to the store, bind the Beanie models to it and ensure their indexes."""
+def make_sync_client(url: str, **options: Any) -> MongoClient[Record]:
+    """The sync twin of `make_mongo_client` (Streamlit and the migration are sync)."""
+    options.setdefault("serverSelectionTimeoutMS", SERVER_SELECTION_TIMEOUT_MS)
+    return MongoClient(url, tz_aware=True, **options)
+
+
+async def connect_store(settings: Settings) -> Store:
+    """Connect, ensure every model's indexes and bind the Beanie models; return the handle."""
     url = await asyncio.to_thread(ensure_store, settings)
     client = make_mongo_client(url)
+    database = client[settings.mongodb_db]
     try:
-        await drop_stale_indexes(client[settings.mongodb_db])
-        await init_beanie(database=client[settings.mongodb_db], document_models=DOCUMENT_MODELS)
+        await AsyncExecutor(database).run(ensure_indexes(DOCUMENT_MODELS))
+        # Indexes are ours (above): Beanie would not rebuild one whose definition changed.
+        await init_beanie(database=database, document_models=DOCUMENT_MODELS, skip_indexes=True)
     except PyMongoError as exc:
         await client.close()
         raise StoreUnavailableError(f"cannot reach the document store: {exc}") from exc
-    return client
+    return Store(client, database)
+
+
+def connect_sync_database(settings: Settings, url: str | None = None) -> Database[Record]:
+    """The store's database over sync PyMongo (starting the embedded store if needed)."""
+    client = make_sync_client(url or ensure_store(settings))
+    return client[settings.mongodb_db]
+
+
+def ensure_indexes(models: Sequence[type[Document]]) -> Plan[None]:
+    """Rebuild every model index whose definition changed, then create the missing ones."""
+    for model in models:
+        name, wanted = model.Settings.name, model.Settings.indexes
+        existing = yield ListIndexes(name)
+        for stale in stale_indexes({index["name"]: index for index in existing}, wanted):
+            logger.warning("rebuilding index %s.%s: its definition changed", name, stale)
+            yield DropIndex(name, stale)
+        yield CreateIndexes(name, wanted)
+
+
+def run_sync(database: Database[Record], plan: Plan[Any]) -> int:
+    """Run a plan with sync PyMongo; return how many operations it sent."""
+    executor = SyncExecutor(database)
+    executor.run(plan)
+    return executor.operations
 
 
 def stale_indexes(
@@ -170,16 +174,19 @@ def _options(index: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def drop_stale_indexes(database: AsyncDatabase[dict[str, Any]]) -> None:
-    """Drop every model index whose definition changed, so Beanie builds it anew."""
-    for model in DOCUMENT_MODELS:
-        collection = database[model.Settings.name]
-        existing = await collection.index_information()
-        for name in stale_indexes(existing, model.Settings.indexes):
-            logger.warning("rebuilding index %s.%s: its definition changed", collection.name, name)
-            try:
-                await collection.drop_index(name)
-            except OperationFailure as exc:
-                # Several workers start at once: another one may have dropped it first.
-                if exc.code != INDEX_NOT_FOUND:
-                    raise
+class Catalogue:
+    """The albums and artists the processors enrich, keyed by MBID."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def update(self, entity_type: str, mbid: str, fields: dict[str, Any]) -> list[str]:
+        """Upsert the album or artist with this MBID; return the names of the fields written."""
+        written = {key: value for key, value in fields.items() if value not in (None, [], "")}
+        try:
+            await self._store.catalogue(entity_type).update_one(
+                {"mbid": mbid}, {"$set": {**written, "enrichedAt": utc_now()}}, upsert=True
+            )
+        except ConnectionFailure as exc:
+            raise StoreUnavailableError(f"could not update {entity_type} {mbid}: {exc}") from exc
+        return sorted(written)

@@ -1,10 +1,7 @@
 """Shared fixtures: a real store over the wire, real Redis, real HTTP on loopback."""
 
 import os
-import socket
-import subprocess
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from http.server import ThreadingHTTPServer
@@ -19,49 +16,18 @@ from service.broker import create_broker, in_process_worker
 from service.client import EnrichmentClient
 from service.config import Settings
 from service.demo.providers import LocalProviders
-from service.lineage import JobSpec
-from service.store import is_listening, make_mongo_client, store_command
-from service.tasks import JOB_SPECS
-from tests.fake_cloudflare import ACCOUNT, ACCOUNT_HASH, FakeCloudflare, handler_for
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-# The local MusicBrainz declares this rate; the tests' limiter stays just under it.
-TEST_SERVER_RATE = 50
-# Secrets the tests configure: nothing the service writes may ever contain them.
-DISCOGS_TEST_TOKEN = "discogs-test-token-6f1d2c"
-CLOUDFLARE_TEST_TOKEN = "cloudflare-test-token-93ab7e"
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_store_process(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    """`enrichment store` in a child process on `port`, its SQLite file in `data_dir`."""
-    settings = Settings.model_validate(
-        {"ENRICHMENT_DATA_DIR": data_dir, "EMBEDDED_STORE_PORT": port}
-    )
-    with (data_dir / "store.log").open("ab") as log:
-        process = subprocess.Popen(
-            store_command(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 30
-    while not is_listening(port):
-        assert process.poll() is None, (data_dir / "store.log").read_text()
-        assert time.monotonic() < deadline, "embedded store did not start"
-        time.sleep(0.05)
-    return process
-
-
-def stop_store_process(process: subprocess.Popen[bytes]) -> None:
-    """Stop a store started by `start_store_process`."""
-    process.terminate()
-    process.wait(10)
+from service.processing import AnySpec, JobRegistry
+from service.registry import JOBS
+from service.store import make_mongo_client
+from tests.fake_cloudflare import FakeCloudflare, handler_for
+from tests.helpers import (
+    DISCOGS_TEST_TOKEN,
+    REDIS_URL,
+    TEST_SERVER_RATE,
+    free_port,
+    start_store_process,
+    stop_store_process,
+)
 
 
 @pytest.fixture(scope="session")
@@ -145,17 +111,27 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-def specs() -> tuple[JobSpec[Any, Any], ...]:
-    """The job specs the test worker registers (tests may add test-only ones)."""
-    return JOB_SPECS
+def extra_specs() -> tuple[AnySpec, ...]:
+    """Test-only processors a test module registers for its duration (none by default)."""
+    return ()
+
+
+@pytest.fixture
+def registry(extra_specs: tuple[AnySpec, ...]) -> Iterator[JobRegistry]:
+    """The service's registry, with the test's own processors registered through its door."""
+    for spec in extra_specs:
+        JOBS.register(spec)
+    yield JOBS
+    for spec in extra_specs:
+        JOBS.unregister(spec.job_type)
 
 
 @pytest.fixture
 async def worker(
-    settings: Settings, specs: tuple[JobSpec[Any, Any], ...], mongo: Any, redis: Redis
+    settings: Settings, registry: JobRegistry, mongo: Any, redis: Redis
 ) -> AsyncIterator[Any]:
     """An in-process worker on a real Redis stream, with its own broker."""
-    broker = create_broker(settings, specs=specs)
+    broker = create_broker(settings, registry=registry)
     async with in_process_worker(broker):
         yield broker
 
@@ -177,14 +153,3 @@ def cloudflare_api() -> Iterator[tuple[FakeCloudflare, str]]:
     yield fake, f"http://127.0.0.1:{server.server_address[1]}/client/v4"
     server.shutdown()
     server.server_close()
-
-
-def cloudflare_env(settings_env: dict[str, str], base_url: str) -> dict[str, str]:
-    """Test settings with image caching sent to the fake Cloudflare at `base_url`."""
-    return {
-        **settings_env,
-        "CLOUDFLARE_ACCOUNT_ID": ACCOUNT,
-        "CLOUDFLARE_API_TOKEN": CLOUDFLARE_TEST_TOKEN,
-        "CLOUDFLARE_ACCOUNT_HASH": ACCOUNT_HASH,
-        "CLOUDFLARE_API_BASE_URL": base_url,
-    }

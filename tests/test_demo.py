@@ -14,8 +14,8 @@ from rich.console import Console
 from service.config import Settings
 from service.demo.catalogue import DEMO_ALBUM_MBIDS, DEMO_ALBUM_QUERIES, DEMO_ARTIST_NAMES
 from service.demo.run import run_demo
-from service.store import make_mongo_client
-from tests.conftest import free_port
+from service.store import LOGS, make_mongo_client
+from tests.helpers import free_port
 
 ROOTS = len(DEMO_ALBUM_QUERIES) + len(DEMO_ALBUM_MBIDS) + len(DEMO_ARTIST_NAMES)
 
@@ -40,7 +40,7 @@ async def test_demo_command_runs_end_to_end(
     for title, _ in DEMO_ALBUM_QUERIES:
         assert title in done.stdout
 
-    logs = mongo[settings.mongodb_db]["enrichment_logs"]
+    logs = mongo[settings.mongodb_db][LOGS]
     roots = [doc async for doc in logs.find({"isRootJob": True})]
     assert len({doc["jobId"] for doc in roots}) == ROOTS
     # Flat lineage: every other entry points at one of the roots.
@@ -105,9 +105,7 @@ async def test_demo_without_redis_or_mongodb_starts_its_own_store(tmp_path: Path
         timelines = await run_demo(settings, Console(file=output, width=200))
         statuses = {t.root[-1].entity_name: t.root[-1].status for t in timelines if t.root}
         store = make_mongo_client(settings.embedded_store_url)
-        roots = await store[settings.mongodb_db]["enrichment_logs"].count_documents(
-            {"isRootJob": True}
-        )
+        roots = await store[settings.mongodb_db][LOGS].count_documents({"isRootJob": True})
         await store.close()
     finally:
         if settings.store_pid_path.exists():

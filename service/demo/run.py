@@ -11,16 +11,17 @@ from rich.console import Console
 
 from service.broker import create_broker, in_process_worker
 from service.client import EnrichmentClient
-from service.config import Settings, redact_url
+from service.config import Settings
 from service.demo.catalogue import (
     DEMO_ALBUM_MBIDS,
     DEMO_ALBUM_QUERIES,
     DEMO_ARTIST_NAMES,
 )
 from service.demo.providers import LocalProviders
+from service.embedded_store import ensure_store
 from service.models.views import Timeline
 from service.render import timeline_table
-from service.store import ensure_store
+from service.urls import redact_url
 
 logger = logging.getLogger(__name__)
 

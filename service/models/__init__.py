@@ -1,14 +1,8 @@
 """Stored documents and task payloads."""
 
 from service.models.catalog import Album, Artist
-from service.models.logs import (
-    EnrichmentLog,
-    JobError,
-    JobStatus,
-    JobType,
-    LogEntry,
-    WorkerInfo,
-)
+from service.models.jobs import JobType
+from service.models.logs import EnrichmentLog, JobError, JobStatus, LogEntry, WorkerInfo
 
 DOCUMENT_MODELS = [Album, Artist, EnrichmentLog]
 

@@ -8,7 +8,7 @@ from pydantic.alias_generators import to_camel
 from pymongo import ASCENDING, IndexModel
 
 from service.models.base import CamelModel
-from service.models.logs import DiscogsImageRef
+from service.models.jobs import DiscogsImageRef
 
 
 class CreditedArtist(CamelModel):

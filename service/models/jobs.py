@@ -1,10 +1,27 @@
-"""Task payloads. Every payload carries `parentJobId`: the ROOT's job id, or null for a root."""
+"""What each kind of job receives (its payload) and reports (its details), by job type.
 
+Every payload carries `parentJobId`: the ROOT's job id, or null for a root.
+"""
+
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import model_validator
 
 from service.models.base import CamelModel
+
+
+class JobType(StrEnum):
+    """The processors, as stored in `jobType`. Old logs may hold other values: read as `str`.
+
+    A new processor adds its member here, its payload and details below, and one line in
+    `service.registry`.
+    """
+
+    ENRICH_ALBUM = "enrich_album"
+    ENRICH_ARTIST = "enrich_artist"
+    DISCOGS_ARTIST = "discogs_artist"
+    CACHE_IMAGE = "cache_image"
 
 
 class JobPayload(CamelModel):
@@ -93,3 +110,87 @@ class CacheImageJob(JobPayload):
     def entity_key(self) -> str:
         """The entity whose image this is."""
         return f"{self.entity_type}:{self.entity_id}"
+
+
+class MusicBrainzDetails(CamelModel):
+    """What a MusicBrainz lookup found, common to album and artist enrichment."""
+
+    mbid: str | None = None
+    match_source: Literal["mbid", "search"] | None = None
+    query: str | None = None
+    search_score: int | None = None
+    candidates: int | None = None
+    requests: int = 0
+    outcome: Literal["matched", "no_match", "not_found"] | None = None
+
+
+class AlbumDetails(MusicBrainzDetails):
+    """`enrich_album` details."""
+
+    title: str | None = None
+    cover_art_url: str | None = None
+    cover_art_status: Literal["found", "none"] | None = None
+    credited_artists: list[str] = []
+
+
+class ArtistDetails(MusicBrainzDetails):
+    """`enrich_artist` details."""
+
+    name: str | None = None
+    discogs_id: int | None = None
+
+
+class DiscogsImageRef(CamelModel):
+    """An image Discogs lists for an artist."""
+
+    type: str
+    uri: str
+    width: int | None = None
+    height: int | None = None
+
+
+class DiscogsCandidate(CamelModel):
+    """A search candidate and its confidence."""
+
+    id: int
+    name: str
+    score: float
+
+
+class DiscogsDetails(CamelModel):
+    """`discogs_artist` details."""
+
+    discogs_id: int | None = None
+    confidence: float | None = None
+    matched_name: str | None = None
+    query_name: str | None = None
+    match_source: Literal["musicbrainz_link", "search"] | None = None
+    outcome: Literal["matched", "ambiguous", "no_match"] | None = None
+    profile: str | None = None
+    images_found: int = 0
+    images: list[DiscogsImageRef] = []
+    genres: list[str] = []
+    styles: list[str] = []
+    candidates: list[DiscogsCandidate] = []
+    requests: int = 0
+    rate_limit_remaining: int | None = None
+    discogs_url: str | None = None
+
+
+class CacheDetails(CamelModel):
+    """`cache_image` details: `cachePath` and `cloudflareId` are always present, maybe null."""
+
+    source_url: str | None = None
+    before_url: str | None = None
+    after_url: str | None = None
+    cache_location: Literal["local", "cloudflare"] | None = None
+    cache_path: str | None = None
+    cloudflare_id: str | None = None
+    size_bytes: int | None = None
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    content_type: str | None = None
+    sha256: str | None = None
+    deduplicated: bool = False
+    http_status: int | None = None

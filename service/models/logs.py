@@ -10,6 +10,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
+    SerializeAsAny,
     ValidationError,
     model_validator,
 )
@@ -17,15 +18,6 @@ from pydantic.alias_generators import to_camel
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from service.models.base import CamelModel
-
-
-class JobType(StrEnum):
-    """The processors. Stored logs may hold other values (legacy data): read as `str`."""
-
-    ENRICH_ALBUM = "enrich_album"
-    ENRICH_ARTIST = "enrich_artist"
-    DISCOGS_ARTIST = "discogs_artist"
-    CACHE_IMAGE = "cache_image"
 
 
 class JobStatus(StrEnum):
@@ -51,101 +43,6 @@ class WorkerInfo(CamelModel):
     pid: int
 
 
-class MusicBrainzDetails(CamelModel):
-    """What a MusicBrainz lookup found, common to album and artist enrichment."""
-
-    mbid: str | None = None
-    match_source: Literal["mbid", "search"] | None = None
-    query: str | None = None
-    search_score: int | None = None
-    candidates: int | None = None
-    requests: int = 0
-    outcome: Literal["matched", "no_match", "not_found"] | None = None
-
-
-class AlbumDetails(MusicBrainzDetails):
-    """`enrich_album` details."""
-
-    title: str | None = None
-    cover_art_url: str | None = None
-    cover_art_status: Literal["found", "none"] | None = None
-    credited_artists: list[str] = []
-
-
-class ArtistDetails(MusicBrainzDetails):
-    """`enrich_artist` details."""
-
-    name: str | None = None
-    discogs_id: int | None = None
-
-
-class DiscogsImageRef(CamelModel):
-    """An image Discogs lists for an artist."""
-
-    type: str
-    uri: str
-    width: int | None = None
-    height: int | None = None
-
-
-class DiscogsCandidate(CamelModel):
-    """A search candidate and its confidence."""
-
-    id: int
-    name: str
-    score: float
-
-
-class DiscogsDetails(CamelModel):
-    """`discogs_artist` details."""
-
-    discogs_id: int | None = None
-    confidence: float | None = None
-    matched_name: str | None = None
-    query_name: str | None = None
-    match_source: Literal["musicbrainz_link", "search"] | None = None
-    outcome: Literal["matched", "ambiguous", "no_match"] | None = None
-    profile: str | None = None
-    images_found: int = 0
-    images: list[DiscogsImageRef] = []
-    genres: list[str] = []
-    styles: list[str] = []
-    candidates: list[DiscogsCandidate] = []
-    requests: int = 0
-    rate_limit_remaining: int | None = None
-    discogs_url: str | None = None
-
-
-class CacheDetails(CamelModel):
-    """`cache_image` details: `cachePath` and `cloudflareId` are always present, maybe null."""
-
-    source_url: str | None = None
-    before_url: str | None = None
-    after_url: str | None = None
-    cache_location: Literal["local", "cloudflare"] | None = None
-    cache_path: str | None = None
-    cloudflare_id: str | None = None
-    size_bytes: int | None = None
-    format: str | None = None
-    width: int | None = None
-    height: int | None = None
-    content_type: str | None = None
-    sha256: str | None = None
-    deduplicated: bool = False
-    http_status: int | None = None
-
-
-DETAILS_MODELS: dict[str, type[CamelModel]] = {
-    JobType.ENRICH_ALBUM: AlbumDetails,
-    JobType.ENRICH_ARTIST: ArtistDetails,
-    JobType.DISCOGS_ARTIST: DiscogsDetails,
-    JobType.CACHE_IMAGE: CacheDetails,
-}
-
-# A raw dict first: typed models arrive already built by `_typed_details`.
-JobDetails = dict[str, Any] | AlbumDetails | ArtistDetails | DiscogsDetails | CacheDetails
-
-
 class LogEntry(CamelModel):
     """The fields of one processor attempt, usable without a store connection."""
 
@@ -165,7 +62,11 @@ class LogEntry(CamelModel):
     error: JobError | None = None
     fields_enriched: list[str] = []
     spawned_job_ids: list[str] = []
-    details: JobDetails = Field(default_factory=dict, union_mode="left_to_right")
+    # A raw dict (legacy, or details that do not fit their model) or the job type's details
+    # model: any model fits, so a registered processor's details can never read back as `{}`.
+    details: dict[str, Any] | SerializeAsAny[CamelModel] = Field(
+        default_factory=dict, union_mode="left_to_right"
+    )
     worker: WorkerInfo | None = None
 
     @model_validator(mode="wrap")
@@ -225,11 +126,20 @@ def _legacy_error(data: Any) -> Any:
     return data
 
 
+def details_model(job_type: str) -> type[CamelModel] | None:
+    """The details model the job registry declares for `job_type`, if any."""
+    # Imported when called: the registry imports the processors, which import these models.
+    from service.registry import JOBS
+
+    spec = JOBS.get(job_type)
+    return spec.details_model if spec is not None else None
+
+
 def _typed_details(data: Any) -> Any:
     if not isinstance(data, dict):
         return data
     details, job_type = data.get("details"), data.get("jobType", data.get("job_type"))
-    model = DETAILS_MODELS.get(job_type) if isinstance(job_type, str) else None
+    model = details_model(job_type) if isinstance(job_type, str) else None
     if isinstance(details, dict) and model is not None:
         # A log whose details do not fit its model keeps the raw dict, and still shows.
         with suppress(ValidationError):

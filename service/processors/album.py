@@ -1,11 +1,10 @@
 """`enrich_album`: a release group from MusicBrainz, its cover from the Cover Art Archive."""
 
-from service.clients.musicbrainz import ReleaseGroup
-from service.lineage import JobRun
-from service.models import Album, JobStatus, JobType
-from service.models.jobs import AlbumJob, ArtistJob, CacheImageJob
-from service.models.logs import AlbumDetails
-from service.processors.common import resolve, tag_names, update_entity
+from service.models import JobStatus, JobType
+from service.models.jobs import AlbumDetails, AlbumJob, ArtistJob, CacheImageJob
+from service.processing import JobRun
+from service.processors.common import resolve, tag_names
+from service.providers.musicbrainz import ReleaseGroup
 from service.resources import Providers
 
 
@@ -24,7 +23,8 @@ async def enrich_album(job: AlbumJob, run: JobRun[AlbumDetails], providers: Prov
     cover = await providers.coverart.front_image_url(group.id)
     details.cover_art_url = cover
     details.cover_art_status = "found" if cover else "none"
-    run.fields_enriched = await update_entity(Album, group.id, _album_fields(group, cover))
+    fields = _album_fields(group, cover)
+    run.fields_enriched = await providers.catalogue.update("album", group.id, fields)
 
     if cover is not None:
         source = f"{providers.settings.coverart_base_url}/release-group/{group.id}"

@@ -1,11 +1,10 @@
 """`enrich_artist`: an artist from MusicBrainz, with its Discogs id when MusicBrainz links one."""
 
-from service.clients.musicbrainz import MBArtist
-from service.lineage import JobRun
-from service.models import Artist, JobStatus, JobType
-from service.models.jobs import ArtistJob, DiscogsJob
-from service.models.logs import ArtistDetails
-from service.processors.common import resolve, tag_names, update_entity
+from service.models import JobStatus, JobType
+from service.models.jobs import ArtistDetails, ArtistJob, DiscogsJob
+from service.processing import JobRun
+from service.processors.common import resolve, tag_names
+from service.providers.musicbrainz import MBArtist
 from service.resources import Providers
 
 
@@ -20,7 +19,8 @@ async def enrich_artist(job: ArtistJob, run: JobRun[ArtistDetails], providers: P
     details.mbid, details.name, details.outcome = artist.id, artist.name, "matched"
     details.discogs_id = artist.discogs_id
     run.entity_id, run.entity_name = artist.id, artist.name
-    run.fields_enriched = await update_entity(Artist, artist.id, _artist_fields(artist))
+    fields = _artist_fields(artist)
+    run.fields_enriched = await providers.catalogue.update("artist", artist.id, fields)
     discogs = DiscogsJob(artist_mbid=artist.id, name=artist.name, discogs_id=artist.discogs_id)
     run.spawn(JobType.DISCOGS_ARTIST, discogs)
 

@@ -2,12 +2,10 @@
 
 import hashlib
 
-from service.clients.images import ImageFetchError, inspect_image
-from service.lineage import JobRun
-from service.models import Album, Artist
-from service.models.jobs import CacheImageJob
-from service.models.logs import CacheDetails
-from service.processors.common import update_entity
+from service.errors import ImageFetchError
+from service.models.jobs import CacheDetails, CacheImageJob
+from service.processing import JobRun
+from service.providers.images import inspect_image
 from service.resources import Providers
 
 
@@ -39,6 +37,5 @@ async def cache_image(job: CacheImageJob, run: JobRun[CacheDetails], providers: 
     details.after_url, details.cache_location = stored.url, stored.location
     details.cache_path, details.cloudflare_id = stored.path, stored.cloudflare_id
     details.deduplicated = stored.deduplicated
-    model = Album if job.entity_type == "album" else Artist
     fields = {"cachedImageUrl": stored.url, "cachedImageLocation": stored.location}
-    run.fields_enriched = await update_entity(model, job.entity_id, fields)
+    run.fields_enriched = await providers.catalogue.update(job.entity_type, job.entity_id, fields)

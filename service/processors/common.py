@@ -1,15 +1,11 @@
 """Pieces both MusicBrainz processors share."""
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
-from beanie import Document
-from pymongo.errors import ConnectionFailure
-
-from service.clients.musicbrainz import Tag
-from service.errors import NotFoundError, StoreUnavailableError
-from service.models.base import utc_now
-from service.models.logs import MusicBrainzDetails
+from service.errors import NotFoundError
+from service.models.jobs import MusicBrainzDetails
+from service.providers.musicbrainz import Tag
 
 
 class Scored(Protocol):
@@ -20,10 +16,6 @@ class Scored(Protocol):
 
     @property
     def score(self) -> int | None: ...
-
-
-S = TypeVar("S", bound=Scored)
-T = TypeVar("T")
 
 
 async def resolve[T](
@@ -74,15 +66,3 @@ async def best_match[S: Scored](
 def tag_names(tags: list[Tag]) -> list[str]:
     """Tag or genre names, most voted first."""
     return [tag.name for tag in sorted(tags, key=lambda t: -t.count)]
-
-
-async def update_entity(model: type[Document], mbid: str, fields: dict[str, Any]) -> list[str]:
-    """Upsert the catalogue document with this MBID; return the names of the fields written."""
-    written = {key: value for key, value in fields.items() if value not in (None, [], "")}
-    try:
-        await model.get_pymongo_collection().update_one(
-            {"mbid": mbid}, {"$set": {**written, "enrichedAt": utc_now()}}, upsert=True
-        )
-    except ConnectionFailure as exc:
-        raise StoreUnavailableError(f"could not update {model.__name__} {mbid}: {exc}") from exc
-    return sorted(written)

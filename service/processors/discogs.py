@@ -1,13 +1,17 @@
 """`discogs_artist`: find the artist on Discogs, score the match, enrich on a confident one."""
 
-from service.clients.discogs import DiscogsArtist, RequestTally, SearchResult
 from service.errors import NotFoundError
-from service.lineage import JobRun
-from service.models import Artist, JobStatus, JobType
-from service.models.jobs import CacheImageJob, DiscogsJob
-from service.models.logs import DiscogsCandidate, DiscogsDetails, DiscogsImageRef
-from service.processors.common import update_entity
+from service.models import JobStatus, JobType
+from service.models.jobs import (
+    CacheImageJob,
+    DiscogsCandidate,
+    DiscogsDetails,
+    DiscogsImageRef,
+    DiscogsJob,
+)
+from service.processing import JobRun
 from service.processors.matching import confidence, most_frequent, profile_text
+from service.providers.discogs import DiscogsArtist, RequestTally, SearchResult
 from service.resources import Providers
 
 CANDIDATES_KEPT = 5
@@ -103,7 +107,8 @@ async def _enrich(
     ]
     details.images_found = len(details.images)
     details.discogs_url = artist.uri
-    run.fields_enriched = await update_entity(Artist, job.artist_mbid, _fields(details))
+    fields = _fields(details)
+    run.fields_enriched = await providers.catalogue.update("artist", job.artist_mbid, fields)
     primary = artist.primary_image
     if primary is not None:
         image_job = CacheImageJob(

@@ -6,8 +6,9 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.data import RootFilters
+from service.queries import RootFilters
 from service.client import EnrichmentClient
+from service.store import LOGS
 
 APP = str(Path(__file__).parents[2] / "dashboard" / "app.py")
 
@@ -58,9 +59,7 @@ async def test_filter_text_is_data_not_query_syntax(seeded: dict[str, str]) -> N
 async def test_orphans_show_a_deleted_roots_family(
     seeded: dict[str, str], mongo: Any, settings: Any
 ) -> None:
-    await mongo[settings.mongodb_db]["enrichment_logs"].delete_many(
-        {"jobId": seeded["Copper Wires"]}
-    )
+    await mongo[settings.mongodb_db][LOGS].delete_many({"jobId": seeded["Copper Wires"]})
     at = run(AppTest.from_function(_orphans_script, default_timeout=30))
     frame = at.dataframe[0].value
     assert list(frame["missing root"]) == [seeded["Copper Wires"]]
@@ -70,7 +69,7 @@ async def test_orphans_show_a_deleted_roots_family(
 async def test_legacy_view_shows_logs_without_lineage(
     seeded: dict[str, str], mongo: Any, settings: Any
 ) -> None:
-    await mongo[settings.mongodb_db]["enrichment_logs"].insert_one(
+    await mongo[settings.mongodb_db][LOGS].insert_one(
         {"jobId": "old-1", "jobType": "spotify_sync", "status": "partial"}
     )
     at = run(AppTest.from_function(_legacy_script, default_timeout=30))
@@ -160,7 +159,7 @@ async def test_legacy_view_shows_documents_the_migration_tagged(
     from service.migration import LegacyMigration
 
     with MongoClient(settings.mongodb_url, tz_aware=True) as client:
-        logs = client[settings.mongodb_db]["enrichment_logs"]
+        logs = client[settings.mongodb_db][LOGS]
         logs.insert_many([{"jobId": "pre-1", "status": "success"}, {"jobId": "pre-2"}])
         LegacyMigration(logs).run()
         assert logs.count_documents({"legacy": True}) == 2

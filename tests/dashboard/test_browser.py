@@ -16,8 +16,8 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from service.client import EnrichmentClient
 from service.demo.providers import LocalProviders
-from tests.conftest import free_port
 from tests.dashboard.test_app import APP
+from tests.helpers import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parents[2] / "artifacts"

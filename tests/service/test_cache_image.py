@@ -9,10 +9,10 @@ from service.client import EnrichmentClient
 from service.config import Settings
 from service.demo.fake_images import image_bytes
 from service.demo.providers import LocalProviders
-from service.lineage import kick_job
 from service.models import Album
-from tests.conftest import CLOUDFLARE_TEST_TOKEN, cloudflare_env
+from service.store import LOGS
 from tests.fake_cloudflare import ACCOUNT_HASH, FakeCloudflare
+from tests.helpers import CLOUDFLARE_TEST_TOKEN, cloudflare_env
 
 ALBUM_MBID = "a6f47222-b3c8-56e4-9802-8fc71a81e9f0"
 DETAIL_KEYS = {
@@ -23,7 +23,6 @@ DETAIL_KEYS = {
 
 async def cache(client: EnrichmentClient, job_id: str, image_url: str) -> dict[str, Any]:
     """Kick a `cache_image` root for an album and return its raw stored log."""
-    assert client._broker is not None
     payload = {
         "entityType": "album",
         "entityId": ALBUM_MBID,
@@ -31,9 +30,9 @@ async def cache(client: EnrichmentClient, job_id: str, image_url: str) -> dict[s
         "imageUrl": image_url,
         "sourceUrl": "https://coverartarchive.org/release-group/" + ALBUM_MBID,
     }
-    await kick_job(client._broker, "cache_image", job_id, payload)
+    await client.kick("cache_image", payload, job_id=job_id)
     await client.wait_for_root(job_id, timeout=30)
-    collection = Album.get_pymongo_collection().database["enrichment_logs"]
+    collection = Album.get_pymongo_collection().database[LOGS]
     found = await collection.find_one({"jobId": job_id}, sort=[("attempt", -1)])
     assert found is not None
     return found

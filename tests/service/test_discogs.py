@@ -9,19 +9,18 @@ from service.client import EnrichmentClient
 from service.config import Settings
 from service.demo.catalogue import ARTISTS
 from service.demo.providers import LocalProviders
-from service.lineage import kick_job
 from service.models import Artist
-from service.models.logs import DiscogsDetails
-from tests.conftest import DISCOGS_TEST_TOKEN
+from service.models.jobs import DiscogsDetails
+from service.store import LOGS
+from tests.helpers import DISCOGS_TEST_TOKEN
 
 
 async def run_discogs(
     client: EnrichmentClient, job_id: str, *, name: str, mbid: str, discogs_id: int | None = None
 ) -> dict[str, Any]:
     """Kick a `discogs_artist` root directly and return its (last) raw log."""
-    assert client._broker is not None
     payload = {"artistMbid": mbid, "name": name, "discogsId": discogs_id}
-    await kick_job(client._broker, "discogs_artist", job_id, payload)
+    await client.kick("discogs_artist", payload, job_id=job_id)
     family = await client.wait_for_root(job_id, timeout=30)
     entry = family.root[-1]
     assert isinstance(entry.details, DiscogsDetails) or entry.status == "failed"
@@ -31,7 +30,7 @@ async def run_discogs(
 async def raw_log(
     mongo: AsyncMongoClient[dict[str, Any]], settings: Settings, job_id: str
 ) -> dict[str, Any]:
-    found = await mongo[settings.mongodb_db]["enrichment_logs"].find_one({"jobId": job_id})
+    found = await mongo[settings.mongodb_db][LOGS].find_one({"jobId": job_id})
     assert found is not None
     return found
 

@@ -10,12 +10,11 @@ from pathlib import Path
 import cloudflare
 import pytest
 
-from service.clients import image_store
-from service.clients.image_store import (
+from service.errors import ImageStoreError, ImageStoreUnavailableError
+from service.providers import image_store
+from service.providers.image_store import (
     CloudflareImageStore,
     ImageStore,
-    ImageStoreError,
-    ImageStoreUnavailableError,
     LocalImageStore,
     StoredImage,
 )

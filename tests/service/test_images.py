@@ -14,17 +14,16 @@ import httpx
 import pytest
 from PIL import Image
 
-from service.clients.images import (
+from service.errors import (
     ImageDownloadError,
-    ImageFetcher,
     ImageFetchError,
     ImageTooLargeError,
     NotAnImageError,
+    RetryableError,
     UnsafeUrlError,
-    display_url,
-    inspect_image,
 )
-from service.errors import RetryableError
+from service.providers.images import ImageFetcher, inspect_image
+from service.urls import display_url
 
 CAP = 256 * 1024
 CHUNK = 64 * 1024

@@ -7,11 +7,10 @@ import pytest
 
 from service.client import EnrichmentClient
 from service.demo.catalogue import ALBUMS, ARTISTS
-from service.lineage import JobRun, JobSpec, kick_job
 from service.models import JobStatus
 from service.models.base import CamelModel
 from service.models.jobs import AlbumJob, JobPayload
-from service.tasks import JOB_SPECS
+from service.processing import AnySpec, JobRun, JobSpec
 
 
 class ChainJob(JobPayload):
@@ -56,16 +55,14 @@ async def test_album_root_and_children_flags(client: EnrichmentClient) -> None:
 
 
 @pytest.fixture
-def specs() -> tuple[JobSpec[Any, Any], ...]:
-    return (*JOB_SPECS, CHAIN)
+def extra_specs() -> tuple[AnySpec, ...]:
+    return (CHAIN,)
 
 
 async def test_four_level_chain_is_flat(client: EnrichmentClient) -> None:
-    from service.lineage import kick_job
 
     root_id = "chain-root-" + client.settings.queue_name
-    assert client._broker is not None
-    await kick_job(client._broker, "test_chain", root_id, {"depth": 3})
+    await client.kick("test_chain", {"depth": 3}, job_id=root_id)
     family = await client.wait_for_root(root_id, timeout=30)
 
     levels = [
@@ -138,15 +135,14 @@ FANOUT = JobSpec("test_fanout", "album", FanoutJob, ChainDetails, run_fanout)
 
 class TestOncePerEntity:
     @pytest.fixture
-    def specs(self) -> tuple[JobSpec[Any, Any], ...]:
-        return (*JOB_SPECS, FANOUT)
+    def extra_specs(self) -> tuple[AnySpec, ...]:
+        return (FANOUT,)
 
     async def test_an_artist_on_several_albums_is_enriched_and_matched_once(
         self, client: EnrichmentClient
     ) -> None:
-        assert client._broker is not None
         titles = ["Tidal Glass", "Northern Drift", "Paper Harbors"]
-        await kick_job(client._broker, "test_fanout", "fanout-root", {"titles": titles})
+        await client.kick("test_fanout", {"titles": titles}, job_id="fanout-root")
         family = await client.wait_for_root("fanout-root", timeout=60)
 
         runs = Counter((e.job_type, e.entity_name) for e in family.children)
@@ -157,7 +153,7 @@ class TestOncePerEntity:
             assert runs[("discogs_artist", name)] == 1
         assert runs[("cache_image", "Vela Nord")] == 1
         # The same fan-out in another family is not held back by this one's claims.
-        await kick_job(client._broker, "test_fanout", "fanout-other", {"titles": titles[:1]})
+        await client.kick("test_fanout", {"titles": titles[:1]}, job_id="fanout-other")
         other = await client.wait_for_root("fanout-other", timeout=60)
         assert ("enrich_artist", "Vela Nord") in {
             (e.job_type, e.entity_name) for e in other.children

@@ -13,12 +13,12 @@ from service.config import Settings
 from service.demo.catalogue import ALBUMS, ARTISTS
 from service.demo.providers import LocalProviders
 from service.errors import InvalidRequestError
-from service.lineage import JobRun, JobSpec, kick_job
 from service.models import Album, JobStatus
 from service.models.base import CamelModel
-from service.models.jobs import JobPayload
-from service.models.logs import AlbumDetails
-from service.tasks import JOB_SPECS
+from service.models.jobs import AlbumDetails, JobPayload
+from service.processing import AnySpec, JobRegistry, JobRun, JobSpec
+from service.spawning import kick_job
+from service.store import LOGS
 
 
 class SleepJob(JobPayload):
@@ -45,16 +45,14 @@ SLEEP = JobSpec("test_sleep", "album", SleepJob, NoDetails, run_sleep)
 
 
 @pytest.fixture
-def specs() -> tuple[JobSpec[Any, Any], ...]:
-    return (*JOB_SPECS, SLEEP)
+def extra_specs() -> tuple[AnySpec, ...]:
+    return (SLEEP,)
 
 
 async def logs_of(
     mongo: AsyncMongoClient[dict[str, Any]], settings: Settings, job_id: str
 ) -> list[dict[str, Any]]:
-    cursor = mongo[settings.mongodb_db]["enrichment_logs"].find(
-        {"jobId": job_id}, sort=[("attempt", 1)]
-    )
+    cursor = mongo[settings.mongodb_db][LOGS].find({"jobId": job_id}, sort=[("attempt", 1)])
     return [doc async for doc in cursor]
 
 
@@ -133,8 +131,7 @@ async def test_unknown_mbid_fails_permanently_once(
 async def test_bad_payload_is_logged_not_lost(
     client: EnrichmentClient, mongo: Any, settings: Settings
 ) -> None:
-    assert client._broker is not None
-    await kick_job(client._broker, "enrich_album", "bad-payload-job", {"artist": "only an artist"})
+    await client.kick("enrich_album", {"artist": "only an artist"}, job_id="bad-payload-job")
     await client.wait_for_root("bad-payload-job", timeout=30)
 
     [entry] = await logs_of(mongo, settings, "bad-payload-job")
@@ -193,8 +190,7 @@ class TestTimeout:
     async def test_timeout_is_a_logged_retryable_failure(
         self, client: EnrichmentClient, mongo: Any, settings: Settings
     ) -> None:
-        assert client._broker is not None
-        await kick_job(client._broker, "test_sleep", "slow-job", {"seconds": 5})
+        await client.kick("test_sleep", {"seconds": 5}, job_id="slow-job")
         await client.wait_for_root("slow-job", timeout=30)
 
         entries = await logs_of(mongo, settings, "slow-job")
@@ -206,11 +202,11 @@ class TestTimeout:
 
 
 async def test_redelivered_message_does_not_duplicate_its_entry(
-    settings: Settings, specs: Any, mongo: Any, redis: Any
+    settings: Settings, registry: JobRegistry, mongo: Any, redis: Any
 ) -> None:
     settings = settings.model_copy(update={"shutdown_grace_seconds": 0})
     # Worker 1 is shut down mid-job: it logs the cancellation and never acknowledges.
-    first = create_broker(settings, specs=specs)
+    first = create_broker(settings, registry=registry)
     async with in_process_worker(first):
         await kick_job(
             first, "test_sleep", "redelivered-job", {"seconds": 0.2, "onlyFirstRun": True}
@@ -221,7 +217,7 @@ async def test_redelivered_message_does_not_duplicate_its_entry(
     assert cancelled["error"]["type"] == "JobCancelledError"
 
     # Worker 2 reclaims the idle, unacknowledged message and runs the same attempt again.
-    second = create_broker(settings, specs=specs)
+    second = create_broker(settings, registry=registry)
     async with in_process_worker(second), EnrichmentClient(settings, broker=second) as client:
         await client.wait_for_root("redelivered-job", timeout=30)
     assert RUNS["redelivered-job"] == 2

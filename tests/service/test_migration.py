@@ -20,6 +20,7 @@ from scripts.seed_legacy_logs import legacy_documents
 from service.config import Settings
 from service.migration import LegacyMigration, keep_existing, started_from
 from service.models import LogEntry
+from service.store import LOGS
 
 Document = dict[str, Any]
 
@@ -28,7 +29,7 @@ Document = dict[str, Any]
 def logs(settings: Settings) -> Iterator[Collection[Document]]:
     assert settings.mongodb_url
     with MongoClient(settings.mongodb_url, tz_aware=True) as client:
-        yield client[settings.mongodb_db]["enrichment_logs"]
+        yield client[settings.mongodb_db][LOGS]
         client.drop_database(settings.mongodb_db)
 
 
@@ -116,6 +117,7 @@ KILLED_PART_WAY = """
 import os, signal, sys
 from pymongo import MongoClient
 from service.migration import LegacyMigration
+from service.store import LOGS
 
 seen = 0
 def die_part_way(rule, count):
@@ -124,7 +126,7 @@ def die_part_way(rule, count):
     if seen > 120:
         os.kill(os.getpid(), signal.SIGKILL)
 
-logs = MongoClient(sys.argv[1], tz_aware=True)[sys.argv[2]]["enrichment_logs"]
+logs = MongoClient(sys.argv[1], tz_aware=True)[sys.argv[2]][LOGS]
 LegacyMigration(logs, batch_size=10, progress=die_part_way).run()
 """
 

@@ -4,13 +4,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from service.clients.http import ProviderApi, make_http_client
-from service.clients.musicbrainz import MusicBrainzClient, lucene_phrase
-from service.clients.ratelimit import SharedRateLimiter
 from service.config import Settings
 from service.demo.catalogue import ARTISTS
 from service.demo.providers import LocalProviders
 from service.errors import InvalidRequestError, NotFoundError, ProviderUnavailableError
+from service.providers.http import ProviderApi, make_http_client
+from service.providers.musicbrainz import MusicBrainzClient, lucene_phrase
+from service.providers.ratelimit import SharedRateLimiter
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pymongo import AsyncMongoClient
 from service.client import EnrichmentClient
 from service.config import Settings
 from service.demo.providers import LocalProviders
-from tests.conftest import CLOUDFLARE_TEST_TOKEN, DISCOGS_TEST_TOKEN, cloudflare_env
 from tests.fake_cloudflare import FakeCloudflare
+from tests.helpers import CLOUDFLARE_TEST_TOKEN, DISCOGS_TEST_TOKEN, cloudflare_env
 
 SECRETS = (DISCOGS_TEST_TOKEN, CLOUDFLARE_TEST_TOKEN)
 

@@ -15,10 +15,11 @@ from pymongo.errors import DuplicateKeyError
 
 from service.client import EnrichmentClient
 from service.config import Settings
-from service.lineage import write_log
+from service.embedded_store import ensure_store, is_listening
+from service.logbook import write_log
 from service.models import DOCUMENT_MODELS, EnrichmentLog, LogEntry
-from service.store import connect_store, ensure_store, is_listening, stale_indexes
-from tests.conftest import free_port, start_store_process, stop_store_process
+from service.store import LOGS, connect_store, stale_indexes
+from tests.helpers import free_port, start_store_process, stop_store_process
 
 LEGACY_LOGS: list[dict[str, Any]] = [
     # Written before lineage existed: no isRootJob, no parentJobId, no startedAt.
@@ -42,7 +43,7 @@ LEGACY_LOGS: list[dict[str, Any]] = [
 async def test_model_indexes_exist(
     client: EnrichmentClient, mongo: Any, settings: Settings
 ) -> None:
-    info = await mongo[settings.mongodb_db]["enrichment_logs"].index_information()
+    info = await mongo[settings.mongodb_db][LOGS].index_information()
     keys = {tuple(index["key"]): index.get("unique", False) for index in info.values()}
     assert keys[(("isRootJob", 1), ("startedAt", -1))] is False
     assert keys[(("parentJobId", 1), ("startedAt", 1))] is False
@@ -54,7 +55,7 @@ async def test_model_indexes_exist(
 async def test_legacy_logs_load_and_query(
     client: EnrichmentClient, mongo: Any, settings: Settings
 ) -> None:
-    logs = mongo[settings.mongodb_db]["enrichment_logs"]
+    logs = mongo[settings.mongodb_db][LOGS]
     await logs.insert_many([dict(doc) for doc in LEGACY_LOGS])
     root_id = await client.kick_artist(name="Mira Kestrel")
     await client.wait_for_root(root_id, timeout=30)
@@ -106,6 +107,7 @@ async def test_connect_store_binds_models(settings: Settings, mongo: Any) -> Non
     try:
         assert EnrichmentLog.get_pymongo_collection().name == "enrichment_logs"
         assert EnrichmentLog.get_pymongo_collection().database.name == settings.mongodb_db
+        assert (store.logs.name, store.logs.database.name) == (LOGS, settings.mongodb_db)
     finally:
         await store.close()
 
@@ -114,7 +116,7 @@ async def test_connect_store_rebuilds_an_index_whose_definition_changed(
     settings: Settings, mongo: Any
 ) -> None:
     # An earlier release made the attempt key unique over every log, legacy ones included.
-    logs = mongo[settings.mongodb_db]["enrichment_logs"]
+    logs = mongo[settings.mongodb_db][LOGS]
     await logs.create_index([("jobId", 1), ("attempt", 1)], unique=True)
     await logs.insert_one({"jobId": "kept", "attempt": 1})
     store = await connect_store(settings)
@@ -196,7 +198,7 @@ async def test_log_write_survives_a_brief_store_outage(tmp_path: Path) -> None:
     try:
         stop_store_process(process)
         entry = LogEntry(job_id="outage-job", is_root_job=True, status="success")
-        write = asyncio.create_task(write_log(entry, timeout=30))
+        write = asyncio.create_task(write_log(store.logs, entry, timeout=30))
         await asyncio.sleep(1.0)
         assert not write.done()  # still retrying: the job is not acknowledged meanwhile
         process = start_store_process(tmp_path, port)

@@ -15,8 +15,7 @@ from service.client import EnrichmentClient
 from service.config import Settings
 from service.demo.catalogue import ARTISTS
 from service.demo.providers import LocalProviders
-from service.lineage import kick_job
-from tests.conftest import DISCOGS_TEST_TOKEN
+from tests.helpers import DISCOGS_TEST_TOKEN
 
 RATE = 4
 
@@ -158,12 +157,11 @@ class TestDiscogsLimit:
     ) -> None:
         await wait_until_listening(worker_log, 2)
         async with EnrichmentClient(settings) as client:
-            assert client._broker is not None
             roots = []
             for index, (artist_id, name) in enumerate(DISCOGS_LINKED * 2):
                 job_id = f"discogs-{index}-{settings.queue_name}"
                 payload = {"artistMbid": f"mbid-{index}", "name": name, "discogsId": artist_id}
-                await kick_job(client._broker, "discogs_artist", job_id, payload)
+                await client.kick("discogs_artist", payload, job_id=job_id)
                 roots.append(job_id)
                 await asyncio.sleep(0.05)
             families = [await client.wait_for_root(root, timeout=90) for root in roots]

@@ -3,8 +3,8 @@
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from service.clients.http import json_object, raise_for_status
 from service.errors import NotFoundError, ProviderUnavailableError
+from service.providers.http import json_object, raise_for_status
 
 PROVIDER = "Cover Art Archive"
 

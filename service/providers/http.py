@@ -15,7 +15,6 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from service.clients.ratelimit import SharedRateLimiter
 from service.config import Settings
 from service.errors import (
     InvalidRequestError,
@@ -23,6 +22,7 @@ from service.errors import (
     ProviderError,
     ProviderUnavailableError,
 )
+from service.providers.ratelimit import SharedRateLimiter
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Literal, Protocol
 import cloudflare
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from service.errors import EnrichmentError, RetryableError
+from service.errors import ImageStoreError, ImageStoreUnavailableError
 
 PROVIDER = "Cloudflare Images"
 # Cloudflare answers a reused custom id with HTTP 409 and error code 5409,
@@ -31,18 +31,6 @@ CLOUDFLARE_MIME_TYPES = {
     "svg": "image/svg+xml",
     "heic": "image/heic",
 }
-
-
-class ImageStoreError(EnrichmentError):
-    """Storing an image failed in a way a retry will not fix (bad request, auth, format)."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class ImageStoreUnavailableError(ImageStoreError, RetryableError):
-    """The image store is unreachable, rate limiting or failing; a later attempt may succeed."""
 
 
 @dataclass(frozen=True)

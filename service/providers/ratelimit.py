@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 from limits import RateLimitItem
 from limits.aio.storage.redis.redispy import RedispyBridge
@@ -14,6 +15,19 @@ MIN_WAIT_SECONDS = 0.01
 # Discogs' minute, 50 ms for MusicBrainz' second).
 SAFETY_MARGIN_SHARE = 0.02
 MIN_SAFETY_MARGIN_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A provider's request budget, shared by every worker, and the setting that sizes it."""
+
+    provider: str  # as messages name it
+    key: str  # the window's key in the limiter storage
+    setting: str  # the `Settings` field that holds the limit ("60/minute")
+
+
+MUSICBRAINZ = RateLimit("MusicBrainz", "musicbrainz", "musicbrainz_rate_limit")
+DISCOGS = RateLimit("Discogs", "discogs", "discogs_rate_limit")
 
 
 class SharedRateLimiter:

@@ -10,7 +10,14 @@ from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-from service.errors import EnrichmentError, RetryableError
+from service.errors import (
+    ImageDownloadError,
+    ImageFetchError,
+    ImageTooLargeError,
+    NotAnImageError,
+    UnsafeUrlError,
+)
+from service.urls import display_url
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -21,31 +28,6 @@ RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
 EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif", "ICO": "ico"}
 # Compressed bodies could expand far past the cap inside a single decoded chunk.
 REQUEST_HEADERS = {"Accept-Encoding": "identity"}
-
-
-class ImageFetchError(EnrichmentError):
-    """An image could not be fetched; `url` is shown without query, fragment or credentials."""
-
-    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.url = display_url(url)
-        self.status = status
-
-
-class UnsafeUrlError(ImageFetchError):
-    """The URL (or a redirect hop) points somewhere we refuse to connect to."""
-
-
-class ImageTooLargeError(ImageFetchError):
-    """The body is larger than the configured cap."""
-
-
-class NotAnImageError(ImageFetchError):
-    """The bytes are not an image Pillow can identify and verify."""
-
-
-class ImageDownloadError(ImageFetchError, RetryableError):
-    """A transient failure: server error, throttling, network error or timeout."""
 
 
 @dataclass(frozen=True)
@@ -67,16 +49,6 @@ class ImageInfo:
     height: int
     mime: str
     extension: str
-
-
-def display_url(url: str) -> str:
-    """The URL without query, fragment or user:password, safe for messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid URL>"
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def unsafe_reason(address: IPAddress) -> str | None:

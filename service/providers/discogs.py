@@ -6,10 +6,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from service.clients.http import ProviderApi
 from service.errors import ConfigurationError
-
-PROVIDER = "Discogs"
+from service.providers.http import ProviderApi
 
 
 class DiscogsModel(BaseModel):

@@ -1,0 +1,61 @@
+"""Pure transforms: read models in, the DataFrames the pages show out."""
+
+import pandas as pd
+
+from service.models import LogEntry
+from service.models.views import EntityMatch, OrphanFamily, RootSummary
+
+
+def roots_frame(summaries: list[RootSummary]) -> pd.DataFrame:
+    """One row per root: when, what, its status and its family roll-up."""
+    return pd.DataFrame(
+        [
+            {
+                "started": s.root.started_at,
+                "job type": s.root.job_type,
+                "entity": s.root.entity_name,
+                "status": s.root.status,
+                **s.rollup(),
+                "job id": s.root.job_id,
+            }
+            for s in summaries
+        ]
+    )
+
+
+def entity_frame(matches: list[EntityMatch]) -> pd.DataFrame:
+    """One row per root whose family touched the searched entity."""
+    return pd.DataFrame(
+        [{"root job id": m.root_job_id, "entities": ", ".join(m.entities)} for m in matches]
+    )
+
+
+def orphans_frame(families: list[OrphanFamily]) -> pd.DataFrame:
+    """One row per missing root."""
+    return pd.DataFrame(
+        [
+            {
+                "missing root": f.missing_root,
+                "entries": f.entries,
+                "first started": f.first_started,
+                "state": "incomplete family",
+            }
+            for f in families
+        ]
+    )
+
+
+def legacy_frame(entries: list[LogEntry]) -> pd.DataFrame:
+    """One row per legacy entry."""
+    return pd.DataFrame(
+        [
+            {
+                "started": e.started_at,
+                "job id": e.job_id,
+                "job type": e.job_type,
+                "entity": e.entity_name or e.entity_id,
+                "status": e.status,
+            }
+            for e in entries
+        ]
+    )

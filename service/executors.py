@@ -1,0 +1,190 @@
+"""Two thin executors for store plans: sync PyMongo (Streamlit, the migration) and async.
+
+A plan is a generator that yields store operations (`Find`, `Aggregate`, index work) and
+receives each one's documents, then returns its result. Every read and the index maintenance
+are written once, as plans; these executors only do the I/O, as httpx's `Client` and
+`AsyncClient` do around one `BaseClient`.
+"""
+
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.database import Database
+from pymongo.errors import OperationFailure
+
+# A stored document as the driver returns it (not Beanie's `Document` class).
+Record = dict[str, Any]
+INDEX_NOT_FOUND = 27  # the server's error code when an index to drop is already gone
+
+
+@dataclass(frozen=True)
+class Find:
+    """`find` on one collection. With `until`, documents are read one by one until it says so."""
+
+    collection: str
+    filter: Record
+    sort: Sequence[tuple[str, int]] = ()
+    projection: Record | None = None
+    skip: int = 0
+    limit: int = 0
+    until: Callable[[Record], bool] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """An aggregation pipeline on one collection."""
+
+    collection: str
+    pipeline: list[Record]
+
+
+@dataclass(frozen=True)
+class ListIndexes:
+    """The collection's indexes, one record each (`index_information()` plus its `name`)."""
+
+    collection: str
+
+
+@dataclass(frozen=True)
+class DropIndex:
+    """Drop one index; one already gone (another process dropped it) is not an error."""
+
+    collection: str
+    name: str
+
+
+@dataclass(frozen=True)
+class CreateIndexes:
+    """Create indexes (a no-op for those that exist with the same definition)."""
+
+    collection: str
+    indexes: Sequence[IndexModel]
+
+
+Operation = Find | Aggregate | ListIndexes | DropIndex | CreateIndexes
+type Plan[T] = Generator[Operation, list[Record], T]
+
+
+def _finish[T](plan: Plan[T], stop: StopIteration) -> T:
+    value: T = stop.value
+    plan.close()
+    return value
+
+
+def _take(documents: Iterable[Record], until: Callable[[Record], bool]) -> list[Record]:
+    taken = []
+    for document in documents:
+        taken.append(document)
+        if until(document):
+            break
+    return taken
+
+
+def _index_records(information: Mapping[str, Any]) -> list[Record]:
+    return [{"name": name, **spec} for name, spec in information.items()]
+
+
+def _tolerate_missing(exc: OperationFailure) -> None:
+    if exc.code != INDEX_NOT_FOUND:
+        raise exc
+
+
+class SyncExecutor:
+    """Runs plans with sync PyMongo; counts the operations it sent."""
+
+    def __init__(self, database: Database[Record]) -> None:
+        self.database = database
+        self.operations = 0
+
+    def run[T](self, plan: Plan[T]) -> T:
+        """Drive `plan` to its result."""
+        try:
+            operation = next(plan)
+            while True:
+                operation = plan.send(self._execute(operation))
+        except StopIteration as stop:
+            return _finish(plan, stop)
+
+    def _execute(self, operation: Operation) -> list[Record]:
+        self.operations += 1
+        collection = self.database[operation.collection]
+        match operation:
+            case Find():
+                with collection.find(
+                    operation.filter,
+                    operation.projection,
+                    sort=list(operation.sort) or None,
+                    skip=operation.skip,
+                    limit=operation.limit,
+                ) as cursor:
+                    return _take(cursor, operation.until) if operation.until else list(cursor)
+            case Aggregate():
+                with collection.aggregate(operation.pipeline) as cursor:
+                    return list(cursor)
+            case ListIndexes():
+                return _index_records(collection.index_information())
+            case DropIndex():
+                try:
+                    collection.drop_index(operation.name)
+                except OperationFailure as exc:
+                    _tolerate_missing(exc)
+                return []
+            case CreateIndexes():
+                collection.create_indexes(list(operation.indexes))
+                return []
+
+
+class AsyncExecutor:
+    """Runs plans with PyMongo's async driver; counts the operations it sent."""
+
+    def __init__(self, database: AsyncDatabase[Record]) -> None:
+        self.database = database
+        self.operations = 0
+
+    async def run[T](self, plan: Plan[T]) -> T:
+        """Drive `plan` to its result."""
+        try:
+            operation = next(plan)
+            while True:
+                operation = plan.send(await self._execute(operation))
+        except StopIteration as stop:
+            return _finish(plan, stop)
+
+    async def _execute(self, operation: Operation) -> list[Record]:
+        self.operations += 1
+        collection = self.database[operation.collection]
+        match operation:
+            case Find():
+                cursor = collection.find(
+                    operation.filter,
+                    operation.projection,
+                    sort=list(operation.sort) or None,
+                    skip=operation.skip,
+                    limit=operation.limit,
+                )
+                async with cursor:
+                    if operation.until is None:
+                        return await cursor.to_list()
+                    taken = []
+                    async for document in cursor:
+                        taken.append(document)
+                        if operation.until(document):
+                            break
+                    return taken
+            case Aggregate():
+                async with await collection.aggregate(operation.pipeline) as results:
+                    return await results.to_list()
+            case ListIndexes():
+                return _index_records(await collection.index_information())
+            case DropIndex():
+                try:
+                    await collection.drop_index(operation.name)
+                except OperationFailure as exc:
+                    _tolerate_missing(exc)
+                return []
+            case CreateIndexes():
+                await collection.create_indexes(list(operation.indexes))
+                return []

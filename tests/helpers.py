@@ -1,0 +1,61 @@
+"""Helpers the tests share: ports, store processes, the test secrets, settings variants."""
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from service.config import Settings
+from service.embedded_store import is_listening, store_command
+from tests.fake_cloudflare import ACCOUNT, ACCOUNT_HASH
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The local MusicBrainz declares this rate; the tests' limiter stays just under it.
+TEST_SERVER_RATE = 50
+# Secrets the tests configure: nothing the service writes may ever contain them.
+DISCOGS_TEST_TOKEN = "discogs-test-token-6f1d2c"
+CLOUDFLARE_TEST_TOKEN = "cloudflare-test-token-93ab7e"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_store_process(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    """`enrichment store` in a child process on `port`, its SQLite file in `data_dir`."""
+    settings = Settings.model_validate(
+        {"ENRICHMENT_DATA_DIR": data_dir, "EMBEDDED_STORE_PORT": port}
+    )
+    with (data_dir / "store.log").open("ab") as log:
+        process = subprocess.Popen(
+            store_command(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 30
+    while not is_listening(port):
+        assert process.poll() is None, (data_dir / "store.log").read_text()
+        assert time.monotonic() < deadline, "embedded store did not start"
+        time.sleep(0.05)
+    return process
+
+
+def stop_store_process(process: subprocess.Popen[bytes]) -> None:
+    """Stop a store started by `start_store_process`."""
+    process.terminate()
+    process.wait(10)
+
+
+def cloudflare_env(settings_env: dict[str, str], base_url: str) -> dict[str, str]:
+    """Test settings with image caching sent to the fake Cloudflare at `base_url`."""
+    return {
+        **settings_env,
+        "CLOUDFLARE_ACCOUNT_ID": ACCOUNT,
+        "CLOUDFLARE_API_TOKEN": CLOUDFLARE_TEST_TOKEN,
+        "CLOUDFLARE_ACCOUNT_HASH": ACCOUNT_HASH,
+        "CLOUDFLARE_API_BASE_URL": base_url,
+    }

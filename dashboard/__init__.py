@@ -1,1 +1,1 @@
-"""The Streamlit dashboard (lands with the dashboard issue)."""
+"""The Streamlit dashboard: pages over the service's read plans."""

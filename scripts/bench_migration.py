@@ -23,6 +23,7 @@ from scripts.seed_legacy_logs import legacy_documents
 from service.config import Settings
 from service.embedded_store import ensure_store
 from service.migration import LegacyMigration
+from service.store import LOGS
 
 
 def _free_port() -> int:
@@ -45,7 +46,7 @@ def main(count: int, batch_size: int) -> None:
     client: MongoClient[dict[str, Any]] = MongoClient(
         ensure_store(settings), tz_aware=True, event_listeners=[trips]
     )
-    logs = client[database_name]["enrichment_logs"]
+    logs = client[database_name][LOGS]
     try:
         started = time.perf_counter()
         documents = legacy_documents(count)

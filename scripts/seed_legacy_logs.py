@@ -17,6 +17,7 @@ from pymongo import MongoClient
 
 from service.config import Settings
 from service.embedded_store import ensure_store
+from service.store import LOGS
 
 JOB_TYPES = ["enrich_album", "enrich_artist", "spotify_sync"]
 STATUSES = ["success", "failed", "partial"]
@@ -65,7 +66,7 @@ def main() -> None:
     url = args.mongodb_url or ensure_store(settings)
     client: MongoClient[dict[str, Any]] = MongoClient(url, tz_aware=True)
     with client:
-        logs = client[settings.mongodb_db]["enrichment_logs"]
+        logs = client[settings.mongodb_db][LOGS]
         documents = legacy_documents(args.count)
         for start in range(0, len(documents), 1000):
             logs.insert_many(documents[start : start + 1000])

@@ -59,3 +59,7 @@ def cloudflare_env(settings_env: dict[str, str], base_url: str) -> dict[str, str
         "CLOUDFLARE_ACCOUNT_HASH": ACCOUNT_HASH,
         "CLOUDFLARE_API_BASE_URL": base_url,
     }
+
+
+# The dashboard's entry point, for AppTest and `streamlit run`.
+DASHBOARD_APP = str(Path(__file__).parents[1] / "dashboard" / "app.py")

@@ -1,16 +1,19 @@
 """The dashboard under Streamlit's AppTest, against a store seeded by real job families."""
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from service.queries import RootFilters
+from scripts.commands import CommandCounter
+from service import queries
 from service.client import EnrichmentClient
-from service.store import LOGS
+from service.executors import SyncExecutor
+from service.queries import RootFilters
+from service.store import LOGS, make_sync_client
+from tests.helpers import DASHBOARD_APP
 
-APP = str(Path(__file__).parents[2] / "dashboard" / "app.py")
+APP = DASHBOARD_APP
 
 
 def run(at: AppTest) -> AppTest:
@@ -64,6 +67,20 @@ async def test_orphans_show_a_deleted_roots_family(
     frame = at.dataframe[0].value
     assert list(frame["missing root"]) == [seeded["Copper Wires"]]
     assert frame.iloc[0]["state"] == "incomplete family"
+
+
+async def test_orphans_cost_the_same_few_queries_however_many_roots_are_missing(
+    seeded: dict[str, str], mongo: Any, settings: Any
+) -> None:
+    await mongo[settings.mongodb_db][LOGS].delete_many({"jobId": {"$in": list(seeded.values())}})
+    counter = CommandCounter(only={"find", "aggregate", "getMore", "distinct", "count"})
+    with make_sync_client(settings.mongodb_url, event_listeners=[counter]) as client:
+        families = SyncExecutor(client[settings.mongodb_db]).run(queries.orphans())
+    assert {family.missing_root for family in families} == set(seeded.values())
+    # Entries are attempts: Copper Wires' artist failed three times, its cover once.
+    assert sorted(family.entries for family in families) == [4, 7]
+    # One aggregation over the families, one lookup of their roots: not one query per root.
+    assert counter.count == 2
 
 
 async def test_legacy_view_shows_logs_without_lineage(

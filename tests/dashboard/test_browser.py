@@ -16,7 +16,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from service.client import EnrichmentClient
 from service.demo.providers import LocalProviders
-from tests.dashboard.test_app import APP
+from tests.helpers import DASHBOARD_APP as APP
 from tests.helpers import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

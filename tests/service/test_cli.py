@@ -6,14 +6,20 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from service.client import EnrichmentClient
+from service.config import Settings
+from service.errors import BrokerUnavailableError
+from service.models.views import ROLLUP_COLUMNS
+from tests.helpers import free_port
 
 
 async def enrichment(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "service.cli", *args],
-        env={**os.environ, **env, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -73,3 +79,26 @@ async def test_unreachable_redis_is_a_clear_error(settings_env: dict[str, str], 
     assert done.returncode == 1
     assert "error: cannot reach Redis at redis://***@127.0.0.1:1/0" in done.stdout
     assert "hunter2" not in done.stdout + done.stderr
+
+
+async def test_reading_needs_no_redis(
+    settings_env: dict[str, str], client: EnrichmentClient
+) -> None:
+    root_id = await client.kick_album(title="Tidal Glass", artist="Vela Nord")
+    await client.wait_for_root(root_id, timeout=30)
+    # Redis stopped: nothing listens where the commands are told to find it.
+    stopped = {**settings_env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "COLUMNS": "300"}
+
+    roots = await enrichment(stopped, "roots")
+    assert roots.returncode == 0, roots.stdout + roots.stderr
+    assert root_id in roots.stdout
+    header = next(line for line in roots.stdout.splitlines() if "job id" in line)
+    for column in ROLLUP_COLUMNS:  # the dashboard's roll-up, column for column
+        assert column in header
+    timeline = await enrichment(stopped, "timeline", root_id)
+    assert timeline.returncode == 0, timeline.stdout + timeline.stderr
+    assert "enrich_artist" in timeline.stdout
+    async with EnrichmentClient(Settings.model_validate(stopped)) as offline:
+        assert [r.root.job_id for r in await offline.roots()] == [root_id]
+        with pytest.raises(BrokerUnavailableError, match="cannot reach Redis"):
+            await offline.kick_artist(name="Mira Kestrel")

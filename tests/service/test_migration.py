@@ -7,7 +7,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 from unittest.mock import ANY
 
 import pytest
@@ -18,26 +17,25 @@ from pymongo.errors import DuplicateKeyError
 
 from scripts.seed_legacy_logs import legacy_documents
 from service.config import Settings
+from service.executors import Record
 from service.migration import LegacyMigration, keep_existing, started_from
 from service.models import LogEntry
 from service.store import LOGS
 
-Document = dict[str, Any]
-
 
 @pytest.fixture
-def logs(settings: Settings) -> Iterator[Collection[Document]]:
+def logs(settings: Settings) -> Iterator[Collection[Record]]:
     assert settings.mongodb_url
     with MongoClient(settings.mongodb_url, tz_aware=True) as client:
         yield client[settings.mongodb_db][LOGS]
         client.drop_database(settings.mongodb_db)
 
 
-def by_job(logs: Collection[Document]) -> dict[str, Document]:
+def by_job(logs: Collection[Record]) -> dict[str, Record]:
     return {doc.get("jobId", ""): doc for doc in logs.find({}, {"_id": 0})}
 
 
-def test_each_rule(logs: Collection[Document]) -> None:
+def test_each_rule(logs: Collection[Record]) -> None:
     created = datetime(2024, 3, 1, tzinfo=UTC)
     oid = ObjectId.from_datetime(datetime(2023, 7, 1, tzinfo=UTC))
     logs.insert_many([
@@ -78,7 +76,7 @@ def test_each_rule(logs: Collection[Document]) -> None:
     )
 
 
-def test_dry_run_changes_nothing(logs: Collection[Document]) -> None:
+def test_dry_run_changes_nothing(logs: Collection[Record]) -> None:
     logs.insert_many([
         *legacy_documents(60),
         {"jobId": "self", "parentJobId": "self"},  # a root twice over: self-named and named
@@ -101,7 +99,7 @@ def test_dry_run_changes_nothing(logs: Collection[Document]) -> None:
     }
 
 
-def test_second_run_changes_nothing_and_batches_not_documents(logs: Collection[Document]) -> None:
+def test_second_run_changes_nothing_and_batches_not_documents(logs: Collection[Record]) -> None:
     logs.insert_many(legacy_documents(600))
     # A batch larger than the embedded store's `$in` limit must still work (chunked).
     first = LegacyMigration(logs, batch_size=1000).run()
@@ -132,7 +130,7 @@ LegacyMigration(logs, batch_size=10, progress=die_part_way).run()
 
 
 def test_killed_run_reaches_the_same_end_state(
-    settings: Settings, logs: Collection[Document]
+    settings: Settings, logs: Collection[Record]
 ) -> None:
     # The same _ids in both: a log without a date takes its ObjectId's time.
     documents = [{**d, "_id": ObjectId()} for d in legacy_documents(150)]
@@ -153,7 +151,7 @@ def test_killed_run_reaches_the_same_end_state(
 
 
 def test_new_logs_written_during_the_run_are_never_tagged_legacy(
-    logs: Collection[Document],
+    logs: Collection[Record],
 ) -> None:
     logs.insert_many(legacy_documents(80))
     written = []
@@ -170,7 +168,7 @@ def test_new_logs_written_during_the_run_are_never_tagged_legacy(
     assert logs.count_documents({"jobId": {"$in": written}, "legacy": True}) == 0
 
 
-def test_odd_shapes_migrate_and_still_load(logs: Collection[Document]) -> None:
+def test_odd_shapes_migrate_and_still_load(logs: Collection[Record]) -> None:
     logs.insert_many([
         {"jobId": "a", "parentJobId": 42, "createdAt": "2024-02-02T10:00:00"},
         {"jobId": "b", "timestamp": 1714521600123, "status": "exploded", "jobType": "mystery"},
@@ -191,7 +189,7 @@ def test_odd_shapes_migrate_and_still_load(logs: Collection[Document]) -> None:
 
 
 def test_a_refused_batch_stops_with_a_clear_error_and_loses_nothing(
-    settings_env: dict[str, str], logs: Collection[Document]
+    settings_env: dict[str, str], logs: Collection[Record]
 ) -> None:
     # A validator that refuses the legacy tag: that rule's first batch fails.
     logs.database.create_collection(logs.name, validator={"legacy": {"$exists": False}})
@@ -217,14 +215,14 @@ def test_start_time_from_unusable_numbers_falls_back_to_the_object_id() -> None:
         assert started_from({"_id": oid, "createdAt": bad, "timestamp": bad}) == oid.generation_time
 
 
-def test_repeated_job_ids_beyond_the_in_limit_are_all_tagged(logs: Collection[Document]) -> None:
+def test_repeated_job_ids_beyond_the_in_limit_are_all_tagged(logs: Collection[Record]) -> None:
     logs.insert_many([{"jobId": "retried"} for _ in range(520)] + [{"parentJobId": "retried"}])
     report = LegacyMigration(logs, batch_size=1000).run()
     assert report.changed["tagged root"] == 520
     assert logs.count_documents({"jobId": "retried", "isRootJob": True}) == 520
 
 
-def test_a_start_time_written_meanwhile_is_kept(logs: Collection[Document]) -> None:
+def test_a_start_time_written_meanwhile_is_kept(logs: Collection[Record]) -> None:
     worker_wrote, derived = datetime(2026, 1, 2, tzinfo=UTC), datetime(2020, 1, 1, tzinfo=UTC)
     logs.insert_many([{"jobId": "rewritten", "startedAt": worker_wrote}, {"jobId": "legacy"}])
     for doc in logs.find({}):
@@ -238,7 +236,7 @@ ONLY_ATTEMPTS = {"attempt": {"$exists": True}}
 
 
 def test_repeated_or_missing_job_ids_do_not_block_the_attempt_index(
-    logs: Collection[Document],
+    logs: Collection[Record],
 ) -> None:
     # Before lineage a retried job could log twice under one jobId, or log with none.
     logs.insert_many([{"jobId": "twice"}, {"jobId": "twice"}, {"status": "ok"}, {"status": "ok"}])
@@ -251,7 +249,7 @@ def test_repeated_or_missing_job_ids_do_not_block_the_attempt_index(
         logs.insert_one({"jobId": "new", "attempt": 1})
 
 
-def test_an_earlier_releases_attempt_index_is_rebuilt(logs: Collection[Document]) -> None:
+def test_an_earlier_releases_attempt_index_is_rebuilt(logs: Collection[Record]) -> None:
     logs.create_index([("jobId", 1), ("attempt", 1)], unique=True)
     logs.insert_many(legacy_documents(20))
     LegacyMigration(logs).run()
@@ -260,7 +258,7 @@ def test_an_earlier_releases_attempt_index_is_rebuilt(logs: Collection[Document]
 
 
 def test_cli_reports_and_exits_non_zero_when_unreachable(
-    settings_env: dict[str, str], logs: Collection[Document]
+    settings_env: dict[str, str], logs: Collection[Record]
 ) -> None:
     logs.insert_many(legacy_documents(30))
     env = {**os.environ, **settings_env, "COLUMNS": "120"}

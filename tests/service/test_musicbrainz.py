@@ -10,14 +10,14 @@ from service.demo.providers import LocalProviders
 from service.errors import InvalidRequestError, NotFoundError, ProviderUnavailableError
 from service.providers.http import ProviderApi, make_http_client
 from service.providers.musicbrainz import MusicBrainzClient, lucene_phrase
-from service.providers.ratelimit import SharedRateLimiter
+from service.providers.ratelimit import MUSICBRAINZ, SharedRateLimiter
 
 
 @pytest.fixture
 async def musicbrainz(settings: Settings) -> AsyncIterator[MusicBrainzClient]:
     http = make_http_client(settings, settings.musicbrainz_base_url)
     limiter = SharedRateLimiter(
-        settings.rate_limit_storage, settings.musicbrainz_rate, settings.queue_name
+        settings.rate_limit_storage, settings.rate_limit(MUSICBRAINZ.setting), settings.queue_name
     )
     await limiter.reset()
     api = ProviderApi("MusicBrainz", http, limiter, retry_attempts=3, backoff_seconds=0.01)

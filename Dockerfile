@@ -1,4 +1,4 @@
-# The service image: workers, CLI and (later) the dashboard. uv installs from the lock.
+# The service image: workers, CLI and the dashboard. uv installs from the lock.
 FROM python:3.13-slim
 COPY --from=ghcr.io/astral-sh/uv:0.13 /uv /usr/local/bin/uv
 WORKDIR /app

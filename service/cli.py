@@ -90,8 +90,9 @@ def _add_kick_commands(kick: argparse.ArgumentParser) -> None:
 def _add_read_commands(commands: Subparsers) -> None:
     roots = commands.add_parser("roots", help="list root jobs, newest first")
     roots.add_argument("--limit", type=int, default=20)
-    roots.add_argument("--status", choices=list(JobStatus))
-    roots.add_argument("--job-type", choices=JOBS.job_types)
+    roots.add_argument("--status", choices=[str(status) for status in JobStatus])
+    # Any stored type may be asked for (old logs hold types no processor has now).
+    roots.add_argument("--job-type", help=f"e.g. {', '.join(JOBS.job_types)}")
     roots.set_defaults(command=_roots)
     migrate = commands.add_parser("migrate-legacy", help="tag logs written before lineage")
     migrate.add_argument("--dry-run", action="store_true", help="report, change nothing")

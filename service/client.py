@@ -48,6 +48,7 @@ class EnrichmentClient:
         # A broker passed in is its owner's to start and stop; ours starts on the first kick.
         self._owns_broker = broker is None
         self._broker_started = broker is not None
+        self._broker_lock = asyncio.Lock()
         self._store: Store | None = None
 
     async def __aenter__(self) -> Self:
@@ -135,16 +136,17 @@ class EnrichmentClient:
         return await self._store.reader.run(plan)
 
     async def _started_broker(self) -> AsyncBroker:
-        if self._broker is None:
-            self._broker = create_broker(self.settings)
-        if not self._broker_started:
-            try:
-                await self._broker.startup()
-            except (RedisError, OSError) as exc:
-                where = redact_url(self.settings.redis_url)
-                raise BrokerUnavailableError(f"cannot reach Redis at {where}: {exc}") from exc
-            self._broker_started = True
-        return self._broker
+        async with self._broker_lock:  # two first kicks at once start one broker
+            if self._broker is None:
+                self._broker = create_broker(self.settings)
+            if not self._broker_started:
+                try:
+                    await self._broker.startup()
+                except (RedisError, OSError) as exc:
+                    where = redact_url(self.settings.redis_url)
+                    raise BrokerUnavailableError(f"cannot reach Redis at {where}: {exc}") from exc
+                self._broker_started = True
+            return self._broker
 
 
 def _payload[P: JobPayload](model: type[P], **fields: Any) -> P:

@@ -16,10 +16,10 @@ EnrichmentError                    raised on purpose; `retryable = False`
 ├── ImageStoreError                storing an image failed for good
 │   └── ImageStoreUnavailableError (retryable)
 └── RetryableError                 `retryable = True`: a later attempt may succeed
-├── StoreUnavailableError      the document store
-├── BrokerUnavailableError     Redis
-├── JobTimeoutError            a job ran past its time limit
-└── JobCancelledError          the worker shut down mid-job
+    ├── StoreUnavailableError      the document store
+    ├── BrokerUnavailableError     Redis
+    ├── JobTimeoutError            a job ran past its time limit
+    └── JobCancelledError          the worker shut down mid-job
 """
 
 from service.urls import display_url

@@ -83,8 +83,8 @@ def entity_roots(text: str, *, limit: int = ENTITY_SEARCH_LIMIT) -> Plan[list[En
     roots: dict[str, set[str]] = {}
     for doc in touched:
         root_id = doc.get("jobId") if doc.get("isRootJob") else doc.get("parentJobId")
-        if isinstance(root_id, str) and root_id:
-            roots.setdefault(root_id, set()).add(str(doc.get("entityName") or ""))
+        if root_id not in (None, ""):  # old releases stored some ids as numbers
+            roots.setdefault(str(root_id), set()).add(str(doc.get("entityName") or ""))
     return [EntityMatch(root_job_id=r, entities=sorted(n)) for r, n in roots.items()]
 
 
@@ -93,7 +93,8 @@ def orphans() -> Plan[list[OrphanFamily]]:
     groups = yield Aggregate(
         LOGS,
         [
-            {"$match": {"parentJobId": {"$type": "string"}}},
+            # Any parent reference counts, even one an old release stored as a number.
+            {"$match": {"parentJobId": {"$exists": True, "$ne": None}}},
             {
                 "$group": {
                     "_id": "$parentJobId",
@@ -103,15 +104,17 @@ def orphans() -> Plan[list[OrphanFamily]]:
             },
         ],
     )
-    parents = [group["_id"] for group in groups if group["_id"]]
+    parents = [group["_id"] for group in groups if group["_id"] not in (None, "")]
     present: set[str] = set()
     for chunk in chunks(parents):
         found = yield Find(LOGS, {"jobId": {"$in": chunk}}, projection={"jobId": 1})
         present |= {doc["jobId"] for doc in found}
     missing = [
-        OrphanFamily(missing_root=g["_id"], entries=g["entries"], first_started=g["firstStarted"])
+        OrphanFamily(
+            missing_root=str(g["_id"]), entries=g["entries"], first_started=g["firstStarted"]
+        )
         for g in groups
-        if g["_id"] and g["_id"] not in present
+        if g["_id"] not in (None, "") and g["_id"] not in present
     ]
     return sorted(missing, key=lambda family: (family.first_started is None, family.first_started))
 

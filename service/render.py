@@ -1,6 +1,8 @@
 """Terminal tables for roots and timelines (the CLI and the demo print these)."""
 
 from datetime import datetime
+from functools import singledispatch
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -20,7 +22,8 @@ def roots_table(roots: list[RootSummary]) -> Table:
     """One row per root job with its family roll-up (the dashboard's columns)."""
     table = Table(title="Root jobs", title_justify="left")
     for column in ("started", "job id", "type", "entity", "status"):
-        table.add_column(column)
+        # Folded, never cut: the job id is what `enrichment timeline` takes.
+        table.add_column(column, overflow="fold")
     for column in ROLLUP_COLUMNS:
         table.add_column(column, justify="right")
     for summary in roots:
@@ -72,15 +75,33 @@ def _outcome(entry: LogEntry) -> str:
     if entry.error is not None:
         retry = "retryable" if entry.error.retryable else "permanent"
         return f"{entry.error.type} ({retry}): {entry.error.message}"
-    details = entry.details
-    if isinstance(details, DiscogsDetails) and details.outcome != "matched":
-        score = f" (confidence {details.confidence:.2f})" if details.confidence else ""
-        return f"{details.outcome}{score}: nothing written"
-    if isinstance(details, CacheDetails) and details.deduplicated:
-        return f"already cached: {details.after_url}"
-    if entry.status == JobStatus.SKIPPED and isinstance(details, MusicBrainzDetails):
-        return f"{details.outcome or 'skipped'}: nothing written"
-    return ", ".join(entry.fields_enriched)
+    return outcome(entry.details, entry) or ", ".join(entry.fields_enriched)
+
+
+@singledispatch
+def outcome(details: Any, entry: LogEntry) -> str | None:
+    """What an entry's details say beyond the fields it wrote; None when nothing more."""
+    return None
+
+
+@outcome.register
+def _discogs(details: DiscogsDetails, entry: LogEntry) -> str | None:
+    if details.outcome == "matched":
+        return None
+    score = f" (confidence {details.confidence:.2f})" if details.confidence else ""
+    return f"{details.outcome}{score}: nothing written"
+
+
+@outcome.register
+def _cache(details: CacheDetails, entry: LogEntry) -> str | None:
+    return f"already cached: {details.after_url}" if details.deduplicated else None
+
+
+@outcome.register
+def _musicbrainz(details: MusicBrainzDetails, entry: LogEntry) -> str | None:
+    if entry.status != JobStatus.SKIPPED:
+        return None
+    return f"{details.outcome or JobStatus.SKIPPED}: nothing written"
 
 
 def _status(status: str | None) -> Text:

@@ -119,11 +119,14 @@ def extra_specs() -> tuple[AnySpec, ...]:
 @pytest.fixture
 def registry(extra_specs: tuple[AnySpec, ...]) -> Iterator[JobRegistry]:
     """The service's registry, with the test's own processors registered through its door."""
-    for spec in extra_specs:
-        JOBS.register(spec)
-    yield JOBS
-    for spec in extra_specs:
-        JOBS.unregister(spec.job_type)
+    registered = []
+    try:
+        for spec in extra_specs:
+            registered.append(JOBS.register(spec))
+        yield JOBS
+    finally:
+        for spec in registered:
+            JOBS.unregister(spec.job_type)
 
 
 @pytest.fixture

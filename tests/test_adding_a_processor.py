@@ -78,8 +78,8 @@ def test_the_cli_and_the_dashboard_offer_the_new_job_type(
         monkeypatch.setenv(key, value)
     assert cli.main(["roots", "--job-type", "test_echo"]) == 0
     with pytest.raises(SystemExit):
-        cli.main(["roots", "--job-type", "test_nothing"])
-    assert "invalid choice: 'test_nothing'" in capsys.readouterr().err
+        cli.main(["roots", "--help"])
+    assert "test_echo" in capsys.readouterr().out
 
     st.cache_resource.clear()  # the dashboard reads the settings set above
     at = AppTest.from_file(DASHBOARD_APP, default_timeout=30)

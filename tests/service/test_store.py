@@ -105,7 +105,7 @@ def test_ensure_store_starts_one_and_data_survives_restart(tmp_path: Path) -> No
 async def test_connect_store_binds_models(settings: Settings, mongo: Any) -> None:
     store = await connect_store(settings)
     try:
-        assert EnrichmentLog.get_pymongo_collection().name == LOGS
+        assert EnrichmentLog.get_pymongo_collection().name == "enrichment_logs"  # stored data
         assert EnrichmentLog.get_pymongo_collection().database.name == settings.mongodb_db
         assert (store.logs.name, store.logs.database.name) == (LOGS, settings.mongodb_db)
     finally:

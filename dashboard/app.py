@@ -31,6 +31,7 @@ if _allowed():
                 st.Page(views.kick_view, title="Kick", url_path="kick"),
                 st.Page(views.search_view, title="Entity search", url_path="search"),
                 st.Page(views.orphans_view, title="Orphans", url_path="orphans"),
+                st.Page(views.dead_letters_view, title="Dead letters", url_path="dead-letters"),
                 st.Page(views.legacy_view, title="Legacy", url_path="legacy"),
             ]
         ).run()

@@ -9,8 +9,11 @@ import streamlit as st
 from service.models import JobStatus, LogEntry
 from service.models.base import CamelModel
 from service.models.jobs import CacheDetails, DiscogsDetails, MusicBrainzDetails
+from service.models.views import PendingJob
 
 STATUS_ICONS: dict[str, str] = {
+    JobStatus.QUEUED: "⏳",
+    JobStatus.RUNNING: "▶️",
     JobStatus.SUCCESS: "✅",
     JobStatus.FAILED: "❌",
     JobStatus.SKIPPED: "⏭️",
@@ -28,6 +31,14 @@ def entry_card(entry: LogEntry, image_cache_dir: Path | None) -> None:
             kind = "retryable" if entry.error.retryable else "permanent"
             st.error(f"**{entry.error.type}** ({kind}): {entry.error.message}")
         show_details(entry.details, entry, image_cache_dir)
+
+
+def pending_card(job: PendingJob) -> None:
+    """An unfinished job as Temporal shows a pending activity: where it is, and why."""
+    with st.container(border=True):
+        show = st.warning if job.state == "lost" else st.info
+        show(f"{job.state}: {job.job_type or '?'} · {job.entity_name or job.job_id}")
+        st.caption(job.describe())
 
 
 @singledispatch

@@ -70,3 +70,10 @@ def legacy(page: int) -> pd.DataFrame:
     """Entries without lineage (written before it existed, or tagged legacy), newest first."""
     plan = queries.legacy_logs(limit=PAGE_SIZE, skip=page * PAGE_SIZE)
     return frames.legacy_frame(reader().run(plan))
+
+
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def dead_letters(page: int) -> pd.DataFrame:
+    """Stream entries that could not be jobs, newest first."""
+    plan = queries.dead_letters(limit=PAGE_SIZE, skip=page * PAGE_SIZE)
+    return frames.dead_letters_frame(reader().run(plan))

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from service.models import LogEntry
-from service.models.views import EntityMatch, OrphanFamily, RootSummary
+from service.models.views import DeadLetter, EntityMatch, OrphanFamily, RootSummary
 
 
 def roots_frame(summaries: list[RootSummary]) -> pd.DataFrame:
@@ -57,5 +57,15 @@ def legacy_frame(entries: list[LogEntry]) -> pd.DataFrame:
                 "status": e.status,
             }
             for e in entries
+        ]
+    )
+
+
+def dead_letters_frame(letters: list[DeadLetter]) -> pd.DataFrame:
+    """One row per dead letter."""
+    return pd.DataFrame(
+        [
+            {"at": d.at, "stream id": d.stream_id, "reason": d.reason, "excerpt": d.excerpt}
+            for d in letters
         ]
     )

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, time
 import streamlit as st
 
 from dashboard import data
-from dashboard.cards import entry_card
+from dashboard.cards import entry_card, pending_card
 from dashboard.charts import waterfall
+from service import queries
 from service.client import EnrichmentClient
 from service.errors import EnrichmentError
 from service.models import JobStatus
@@ -72,6 +73,14 @@ def family_view(root_id: str) -> None:
         return
     st.altair_chart(waterfall(entries), width="stretch")
     config = data.settings()
+    for job in queries.unfinished(
+        root_id,
+        entries,
+        max_attempts=config.job_max_attempts,
+        lease_seconds=config.job_lease_seconds,
+        now=datetime.now(UTC),
+    ):
+        pending_card(job)
     for entry in entries:
         entry_card(entry, config.image_cache_dir)
     if pending_jobs(root_id, entries, config.job_max_attempts):
@@ -134,6 +143,15 @@ def orphans_view() -> None:
     """Entries whose root log is gone: incomplete families."""
     st.title("Orphans")
     st.dataframe(data.orphans(), hide_index=True, width="stretch")
+
+
+def dead_letters_view() -> None:
+    """Stream entries that could not be jobs: why, and what they held."""
+    st.title("Dead letters")
+    page = int(st.session_state.get("dead_letters_page", 0))
+    frame = data.dead_letters(page)
+    st.dataframe(frame, hide_index=True, width="stretch")
+    _pager("dead_letters_page", page, len(frame), "dead letters")
 
 
 def legacy_view() -> None:

@@ -3,23 +3,32 @@
 import asyncio
 import time
 import uuid
+from contextlib import suppress
 from types import TracebackType
 from typing import Any, Self
 
 from pydantic import ValidationError
+from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 from taskiq import AsyncBroker
 
 from service import queries
 from service.broker import create_broker
 from service.config import Settings
-from service.errors import BrokerUnavailableError, InvalidRequestError, WaitTimeoutError
+from service.errors import (
+    BrokerUnavailableError,
+    InvalidRequestError,
+    StoreUnavailableError,
+    WaitTimeoutError,
+)
 from service.executors import Plan
-from service.models import JobType
+from service.logbook import queue_entries, write_log
+from service.models import JobError, JobStatus, JobType, LogEntry
+from service.models.base import utc_now
 from service.models.jobs import AlbumJob, ArtistJob, JobPayload
 from service.models.views import RootSummary, Timeline
 from service.registry import JOBS
-from service.spawning import kick_job
+from service.spawning import kick_job, queued_entry
 from service.store import Store, connect_store
 from service.urls import redact_url
 
@@ -92,10 +101,19 @@ class EnrichmentClient:
         """
         if job_type not in JOBS:
             raise InvalidRequestError(f"unknown job type {job_type!r}")
-        if isinstance(payload, JobPayload):
-            payload = payload.model_dump(mode="json", by_alias=True)
+        typed = payload if isinstance(payload, JobPayload) else None
+        raw = typed.model_dump(mode="json", by_alias=True) if typed is not None else payload
         job_id = job_id or uuid.uuid4().hex
-        await kick_job(await self._started_broker(), job_type, job_id, payload)
+        # On the timeline (queued) before it is sent: the Roots page shows it at once.
+        store = await self._opened_store()
+        entry = queued_entry(job_id, job_type, typed, raw_payload=dict(raw))
+        timeout = self.settings.log_write_timeout_seconds
+        await queue_entries(store.logs, [entry], timeout=timeout)
+        try:
+            await kick_job(await self._started_broker(), job_type, job_id, dict(raw))
+        except BrokerUnavailableError as exc:
+            await _never_sent(store, entry, exc, timeout)
+            raise
         return job_id
 
     async def wait_for_root(self, root_id: str, timeout: float = 60.0) -> Timeline:
@@ -107,7 +125,14 @@ class EnrichmentClient:
             if not pending:
                 return family
             if time.monotonic() >= deadline:
-                raise WaitTimeoutError(root_id, timeout, pending)
+                states = queries.unfinished(
+                    root_id,
+                    family.entries,
+                    max_attempts=self.settings.job_max_attempts,
+                    lease_seconds=self.settings.job_lease_seconds,
+                    now=utc_now(),
+                )
+                raise WaitTimeoutError(root_id, timeout, [job.describe() for job in states])
             await asyncio.sleep(POLL_SECONDS)
 
     async def roots(
@@ -130,10 +155,16 @@ class EnrichmentClient:
         return await self._read(queries.timeline(root_id))
 
     async def _read[T](self, plan: Plan[T]) -> T:
+        store = await self._opened_store()
+        try:
+            return await store.reader.run(plan)
+        except PyMongoError as exc:
+            raise StoreUnavailableError(f"cannot read the job log: {exc}") from exc
+
+    async def _opened_store(self) -> Store:
         if self._store is None:
-            plan.close()
-            raise RuntimeError("EnrichmentClient reads inside `async with`, with read_logs=True")
-        return await self._store.reader.run(plan)
+            self._store = await connect_store(self.settings)
+        return self._store
 
     async def _started_broker(self) -> AsyncBroker:
         async with self._broker_lock:  # two first kicks at once start one broker
@@ -154,6 +185,17 @@ def _payload[P: JobPayload](model: type[P], **fields: Any) -> P:
         return model.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
         reasons = "; ".join(
-            str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()
+            ": ".join([*map(str, error["loc"]), str(error["msg"]).removeprefix("Value error, ")])
+            for error in exc.errors()
         )
         raise InvalidRequestError(reasons) from exc
+
+
+async def _never_sent(store: Store, entry: LogEntry, exc: Exception, timeout: float) -> None:
+    # The queued entry must not wait forever for a message that was never sent.
+    error = JobError(type=type(exc).__name__, message=f"never sent: {exc}", retryable=False)
+    failed = entry.model_copy(
+        update={"status": JobStatus.FAILED, "error": error, "finished_at": utc_now()}
+    )
+    with suppress(StoreUnavailableError):
+        await write_log(store.logs, failed, timeout=timeout)

@@ -15,6 +15,8 @@ DEFAULT_USER_AGENT = (
 )
 # Job retries back off exponentially up to this many seconds (plus jitter).
 MAX_RETRY_DELAY_SECONDS = 60.0
+# At most one heartbeat write per running attempt this often (less with short leases).
+HEARTBEAT_SECONDS = 10.0
 
 
 class Settings(BaseSettings):
@@ -78,8 +80,12 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=3, alias="JOB_MAX_ATTEMPTS", ge=1)
     job_retry_delay_seconds: float = Field(default=5.0, alias="JOB_RETRY_DELAY_SECONDS", ge=0)
     job_timeout_seconds: float = Field(default=120.0, alias="JOB_TIMEOUT_SECONDS", gt=0)
-    # Unacknowledged stream messages are reclaimed by another worker after this idle time.
-    redelivery_idle_ms: int = Field(default=600_000, alias="REDELIVERY_IDLE_MS", ge=1_000)
+    # A worker renews the lease of every message it runs; one whose lease lapsed this long
+    # (its worker died) is reclaimed by another worker and its attempt recorded as lost.
+    job_lease_seconds: float = Field(default=30.0, alias="JOB_LEASE_SECONDS", ge=1)
+    # Deprecated: the idle time after which a message was reclaimed, in ms. If set (and
+    # JOB_LEASE_SECONDS is not), it becomes the lease.
+    redelivery_idle_ms: int | None = Field(default=None, alias="REDELIVERY_IDLE_MS", ge=1_000)
     # On shutdown, running jobs get this long to finish before they are cancelled (and logged).
     shutdown_grace_seconds: float = Field(default=30.0, alias="SHUTDOWN_GRACE_SECONDS", ge=0)
     log_write_timeout_seconds: float = Field(default=60.0, alias="LOG_WRITE_TIMEOUT_SECONDS", gt=0)
@@ -113,18 +119,15 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _redeliver_only_idle_jobs(self) -> "Settings":
-        # A message idle longer than REDELIVERY_IDLE_MS is reclaimed by another worker. A worker
-        # holds a message while the job runs, its log is written and its retry waits: if that
-        # can take longer, one attempt could run twice at once.
-        held = self.job_timeout_seconds + self.log_write_timeout_seconds
-        held += self.retry_delay(self.job_max_attempts) + self.job_retry_delay_seconds
-        if self.redelivery_idle_ms < held * 1000:
-            raise ValueError(
-                f"REDELIVERY_IDLE_MS must be at least {held * 1000:.0f}: JOB_TIMEOUT_SECONDS + "
-                "LOG_WRITE_TIMEOUT_SECONDS + the longest retry delay, in milliseconds"
-            )
+    def _lease_from_deprecated_setting(self) -> "Settings":
+        if self.redelivery_idle_ms is not None and "job_lease_seconds" not in self.model_fields_set:
+            object.__setattr__(self, "job_lease_seconds", self.redelivery_idle_ms / 1000)
         return self
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """How often a worker renews its leases and records that its attempts are alive."""
+        return min(HEARTBEAT_SECONDS, self.job_lease_seconds / 3)
 
     def retry_delay(self, attempt: int) -> float:
         """Seconds to wait before the attempt after `attempt` (exponential, capped; no jitter)."""

@@ -134,10 +134,10 @@ class WaitTimeoutError(EnrichmentError, TimeoutError):
     """A job family did not finish within the time a caller was willing to wait."""
 
     def __init__(self, root_id: str, timeout: float, pending: list[str]) -> None:
-        shown = ", ".join(pending[:5]) + (" …" if len(pending) > 5 else "")
+        shown = "; ".join(pending[:5]) + (" …" if len(pending) > 5 else "")
         super().__init__(
             f"job family {root_id} not finished after {timeout:g}s; "
-            f"{len(pending)} job(s) without a terminal log: {shown}"
+            f"{len(pending)} job(s) unfinished: {shown}"
         )
         self.root_id = root_id
         self.pending = pending

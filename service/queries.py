@@ -12,8 +12,15 @@ from typing import Any
 
 from service.executors import Aggregate, Find, Plan, Record
 from service.models import JobStatus, JobType, LogEntry
-from service.models.views import EntityMatch, OrphanFamily, RootSummary, Timeline
-from service.store import LOGS, chunks
+from service.models.views import (
+    DeadLetter,
+    EntityMatch,
+    OrphanFamily,
+    PendingJob,
+    RootSummary,
+    Timeline,
+)
+from service.store import DEAD_LETTERS, LOGS, chunks
 
 NEWEST_FIRST = (("startedAt", -1),)
 ENTITY_SEARCH_LIMIT = 500
@@ -190,6 +197,8 @@ def rollup_pipeline(root_ids: list[str], max_attempts: int) -> list[Record]:
             "$group": {
                 "_id": "$root",
                 "childrenTotal": {"$sum": 1},
+                "childrenQueued": count(equals("status", JobStatus.QUEUED)),
+                "childrenRunning": count(equals("status", JobStatus.RUNNING)),
                 "childrenFailed": count(equals("status", JobStatus.FAILED)),
                 "childrenSkipped": count(equals("status", JobStatus.SKIPPED)),
                 "matched": discogs("matched"),
@@ -212,6 +221,68 @@ def rollup_pipeline(root_ids: list[str], max_attempts: int) -> list[Record]:
             }
         },
     ]
+
+
+def dead_letters(*, limit: int, skip: int = 0) -> Plan[list[DeadLetter]]:
+    """Stream entries that could not be jobs, newest first."""
+    found = yield Find(DEAD_LETTERS, {}, sort=(("at", -1),), skip=skip, limit=limit)
+    return [DeadLetter.model_validate(document) for document in found]
+
+
+def unfinished(
+    root_id: str,
+    entries: list[LogEntry],
+    *,
+    max_attempts: int,
+    lease_seconds: float,
+    now: datetime,
+) -> list[PendingJob]:
+    """Every job of the family not finished yet, with where it stands."""
+    latest = latest_attempts(entries)
+    failures = {
+        entry.job_id: f"{entry.error.type}: {entry.error.message}"
+        for entry in sorted(entries, key=lambda e: e.attempt)
+        if entry.error is not None
+    }
+    return [
+        _pending(job_id, latest.get(job_id), failures.get(job_id), max_attempts, lease_seconds, now)
+        for job_id in pending_jobs(root_id, entries, max_attempts)
+    ]
+
+
+def _pending(
+    job_id: str,
+    entry: LogEntry | None,
+    last_failure: str | None,
+    max_attempts: int,
+    lease_seconds: float,
+    now: datetime,
+) -> PendingJob:
+    if entry is None:
+        return PendingJob(job_id=job_id, state="no log yet")
+    alive = entry.heartbeat_at or entry.started_at
+    if entry.status == JobStatus.QUEUED:
+        state = "due" if entry.due_at is not None else "queued"
+    elif entry.status == JobStatus.RUNNING:
+        silent = alive is not None and (now - alive).total_seconds() > lease_seconds
+        state = "lost" if silent else "running"
+    else:  # failed, with another attempt on its way
+        state = "retrying"
+    worker = entry.worker
+    return PendingJob(
+        job_id=job_id,
+        state=state,
+        job_type=entry.job_type,
+        entity_name=entry.entity_name,
+        attempt=entry.attempt,
+        max_attempts=max_attempts,
+        queued_at=entry.queued_at,
+        due_at=entry.due_at,
+        started_at=entry.started_at,
+        worker=f"{worker.host}:{worker.pid}" if worker is not None else None,
+        last_alive_at=alive if state in ("running", "lost") else None,
+        last_failure=last_failure,
+    )
 
 
 def latest_attempts(entries: list[LogEntry]) -> dict[str, LogEntry]:

@@ -9,9 +9,11 @@ from rich.text import Text
 
 from service.models import JobStatus, LogEntry
 from service.models.jobs import CacheDetails, DiscogsDetails, MusicBrainzDetails
-from service.models.views import ROLLUP_COLUMNS, RootSummary, Timeline
+from service.models.views import RootSummary, Timeline
 
 STATUS_STYLES: dict[str, str] = {
+    JobStatus.QUEUED: "dim",
+    JobStatus.RUNNING: "cyan",
     JobStatus.SUCCESS: "green",
     JobStatus.FAILED: "red",
     JobStatus.SKIPPED: "yellow",
@@ -21,21 +23,24 @@ STATUS_STYLES: dict[str, str] = {
 def roots_table(roots: list[RootSummary]) -> Table:
     """One row per root job with its family roll-up (the dashboard's columns)."""
     table = Table(title="Root jobs", title_justify="left")
-    for column in ("started", "job id", "type", "entity", "status"):
-        # Folded, never cut: the job id is what `enrichment timeline` takes.
+    table.add_column("started", overflow="fold")
+    # Whole, on one line: the job id is what `enrichment timeline` takes.
+    table.add_column("job id", no_wrap=True, min_width=32)
+    for column in ("type", "entity", "status"):
         table.add_column(column, overflow="fold")
-    for column in ROLLUP_COLUMNS:
-        table.add_column(column, justify="right")
+    # The dashboard's roll-up columns, as "label value" pairs: a terminal is narrower.
+    table.add_column("family", overflow="fold", ratio=1)
     for summary in roots:
         root = summary.root
-        rollup = ["" if value is None else str(value) for value in summary.rollup().values()]
+        rollup = summary.rollup().items()
+        family = ", ".join(f"{label} {'—' if value is None else value}" for label, value in rollup)
         table.add_row(
             _time(root.started_at),
             root.job_id or "?",
             root.job_type or "?",
             root.entity_name or "",
             _status(root.status),
-            *rollup,
+            family,
         )
     return table
 
@@ -72,6 +77,13 @@ def timeline_table(timeline: Timeline) -> Table:
 
 
 def _outcome(entry: LogEntry) -> str:
+    if entry.status == JobStatus.QUEUED:
+        if entry.due_at is not None:
+            return f"retry due at {_time(entry.due_at)}"
+        return f"queued since {_time(entry.queued_at or entry.started_at)}"
+    if entry.status == JobStatus.RUNNING:
+        worker = f"{entry.worker.host}:{entry.worker.pid}" if entry.worker else "?"
+        return f"running on {worker}, last alive {_time(entry.heartbeat_at or entry.started_at)}"
     if entry.error is not None:
         retry = "retryable" if entry.error.retryable else "permanent"
         return f"{entry.error.type} ({retry}): {entry.error.message}"

@@ -1,8 +1,11 @@
 """`JobRunner`: the one mechanism that runs a processor, logs every attempt, spawns, retries.
 
 No processor kicks a task or writes a log itself. A processor fills a `JobRun`; the runner
-turns it into exactly one `EnrichmentLog` per attempt and kicks the children it asked for
-with `parentJobId` = the root's job id, so lineage stays flat at any depth.
+decides from the log which attempt a delivery is (`logbook.begin_attempt`), marks it
+running, keeps it alive (heartbeat in the store, lease in Redis), writes its outcome, queues
+the children it asked for with `parentJobId` = the root's job id (so lineage stays flat at
+any depth), and schedules a retry to wait in Redis. A delivery is acknowledged only once
+its outcome is logged.
 """
 
 import asyncio
@@ -12,28 +15,57 @@ import random
 import socket
 import time
 from contextlib import suppress
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
 from pydantic import ValidationError
-from taskiq import AsyncBroker, Context
+from pymongo.errors import PyMongoError
+from taskiq import AsyncBroker, Context, TaskiqMessage
 
 from service.config import Settings
 from service.errors import (
+    BrokerUnavailableError,
     EnrichmentError,
     InvalidRequestError,
     JobCancelledError,
     JobTimeoutError,
+    StoreUnavailableError,
 )
-from service.logbook import describe_error, log_entry, write_log
-from service.models import JobStatus, WorkerInfo
+from service.logbook import (
+    Decision,
+    begin_attempt,
+    describe_error,
+    heartbeat,
+    queue_entries,
+    storable,
+    write_log,
+)
+from service.models import JobStatus, LogEntry, WorkerInfo
 from service.models.base import utc_now
+from service.models.jobs import JobPayload
+from service.models.views import DeadLetter
 from service.processing import AnySpec, JobRun
 from service.resources import WorkerResources
-from service.spawning import ATTEMPT_LABEL, child_job_id, claim_entity, kick_job
+from service.spawning import ATTEMPT_LABEL, child_job_id, claim_entity, kick_job, queued_entry
+from service.streams import STREAM_ID_LABEL, LeasedStreamBroker, Poison
 
 logger = logging.getLogger(__name__)
+FINISH_RETRY_SECONDS = 2.0
+
+
+@dataclass
+class Attempt:
+    """One attempt this worker runs: what its log needs besides the processor's report."""
+
+    job_id: str
+    number: int
+    parent_job_id: str | None
+    started: datetime
+    clock: float
+    queued_at: datetime | None
+    message: TaskiqMessage
 
 
 class JobRunner:
@@ -45,15 +77,23 @@ class JobRunner:
         self._resources = resources
         self._worker = WorkerInfo(host=socket.gethostname(), pid=os.getpid())
         self._running: set[asyncio.Task[Any]] = set()
-        self._writes: set[asyncio.Future[None]] = set()
+        self._attempts: dict[tuple[str, int], Attempt] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def start(self) -> None:
+        """Start keeping this worker's attempts alive (heartbeats, leases)."""
+        self._spawn_background(self._heartbeats())
+        if isinstance(self._broker, LeasedStreamBroker):
+            self._spawn_background(self._broker.renew_leases())
+            self._broker.on_poison = self.reject
 
     async def run(self, spec: AnySpec, raw_payload: Any, context: Context) -> None:
-        """Run one attempt of `spec` for a received message, then acknowledge it."""
+        """Handle one delivery of `spec`'s message: run its attempt, or see it is not ours."""
         task = asyncio.current_task()
         assert task is not None
         self._running.add(task)
         try:
-            await self._attempt(spec, raw_payload, context)
+            await self._deliver(spec, raw_payload, context.message)
         finally:
             self._running.discard(task)
 
@@ -66,35 +106,123 @@ class JobRunner:
             task.cancel()
         if leftover:
             await asyncio.wait(leftover)
-        if self._writes:  # cancellation logs still being written
-            await asyncio.wait(set(self._writes))
+        for task in set(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.wait(set(self._background))
 
-    async def _attempt(self, spec: AnySpec, raw_payload: Any, context: Context) -> None:
-        message = context.message
-        attempt = int(message.labels.get(ATTEMPT_LABEL, 1))
-        run = JobRun(
-            message.task_id, attempt, spec.job_type, spec.entity_type, spec.details_model()
+    async def reject(self, poison: Poison) -> None:
+        """Record a stream entry that cannot run: a failed entry when its job is known."""
+        message = poison.message
+        if message is not None and message.task_id:
+            job = message.kwargs.get("job")
+            parent = _parent_of(job)
+            entry = LogEntry(
+                job_id=message.task_id,
+                parent_job_id=parent,
+                is_root_job=parent is None,
+                job_type=message.task_name,
+                status=JobStatus.FAILED,
+                attempt=_attempt_label(message) or 1,
+                started_at=utc_now(),
+                finished_at=utc_now(),
+                error=describe_error(InvalidRequestError(poison.reason)),
+                worker=self._worker,
+            )
+            await write_log(self._logs, entry, timeout=self._settings.log_write_timeout_seconds)
+            return
+        letter = DeadLetter(
+            stream_id=poison.stream_id,
+            queue=self._settings.queue_name,
+            reason=poison.reason,
+            excerpt=poison.excerpt,
+            at=utc_now(),
         )
-        parent_job_id = _parent_of(raw_payload)
-        started, clock = utc_now(), time.monotonic()
+        try:
+            await self._resources.store.dead_letters.insert_one(
+                storable(letter.model_dump(by_alias=True))
+            )
+        except PyMongoError as exc:
+            raise StoreUnavailableError(f"could not record a dead letter: {exc}") from exc
+
+    @property
+    def _logs(self) -> Any:
+        return self._resources.store.logs
+
+    async def _deliver(self, spec: AnySpec, raw_payload: Any, message: TaskiqMessage) -> None:
+        stream_id = message.labels.get(STREAM_ID_LABEL)
+        begin = await self._begin(spec, raw_payload, message)
+        if begin is None:
+            return
+        if begin.decision in (Decision.DONE, Decision.EXHAUSTED):
+            await self._acknowledge(message)
+            return
+        if begin.decision == Decision.HELD:
+            if isinstance(self._broker, LeasedStreamBroker) and stream_id:
+                self._broker.release(str(stream_id))
+            return
+        attempt = Attempt(
+            message.task_id, begin.attempt, _parent_of(raw_payload), utc_now(),
+            time.monotonic(), begin.queued_at, message,
+        )  # fmt: skip
+        self._attempts[(attempt.job_id, attempt.number)] = attempt
+        try:
+            await self._attempt(spec, raw_payload, attempt)
+        finally:
+            self._attempts.pop((attempt.job_id, attempt.number), None)
+
+    async def _begin(self, spec: AnySpec, raw_payload: Any, message: TaskiqMessage) -> Any:
+        parent = _parent_of(raw_payload)
+        now = utc_now()
+        running = LogEntry(
+            job_id=message.task_id,
+            parent_job_id=parent,
+            is_root_job=parent is None,
+            job_type=spec.job_type,
+            entity_type=spec.entity_type,
+            entity_name=_display_name(spec, raw_payload),
+            status=JobStatus.RUNNING,
+            started_at=now,
+            worker=self._worker,
+            heartbeat_at=now,
+        )
+        try:
+            return await begin_attempt(
+                self._logs,
+                job_id=message.task_id,
+                first_attempt=_attempt_label(message) or 1,
+                max_attempts=self._settings.job_max_attempts,
+                lease_seconds=self._settings.job_lease_seconds,
+                running=running,
+            )
+        except StoreUnavailableError as exc:
+            # Nothing can be decided without the log: give the message back for later.
+            logger.warning("%s: %s", message.task_id, exc)
+            await self._give_up(message)
+            return None
+
+    async def _attempt(self, spec: AnySpec, raw_payload: Any, attempt: Attempt) -> None:
+        run = JobRun(
+            attempt.job_id, attempt.number, spec.job_type, spec.entity_type, spec.details_model()
+        )
+        run.entity_name = _display_name(spec, raw_payload)
         try:
             error = await self._execute(spec, raw_payload, run)
         except asyncio.CancelledError:
-            # Shutdown mid-job: log it, leave the message unacknowledged for redelivery. The
-            # write runs as its own task, so a second cancel cannot cut it short.
+            # Shutdown mid-job: log it, give the message back for redelivery (the next
+            # attempt). The write runs as its own task, so a second cancel cannot cut it short.
             cancelled = JobCancelledError("the worker shut down before the job finished")
-            write = asyncio.ensure_future(self._log(run, parent_job_id, started, clock, cancelled))
-            self._writes.add(write)
-            write.add_done_callback(self._writes.discard)
+            entry = self._entry(run, attempt, cancelled)
+            write = asyncio.ensure_future(self._write_cancelled(entry, attempt.message))
             with suppress(asyncio.CancelledError):
                 await asyncio.shield(write)
             raise
-        await self._log(run, parent_job_id, started, clock, error)
-        retryable = error is not None and describe_error(error).retryable
-        if retryable and attempt < self._settings.job_max_attempts:
-            await self._schedule_retry(context, attempt)
-        if context.is_ackable:
-            await context.ack()
+        try:
+            await self._finish(run, attempt, error)
+        except StoreUnavailableError as exc:
+            # The outcome is not logged: keep the message (and its lease) until it is.
+            logger.warning("%s: %s; will keep trying", attempt.job_id, exc)
+            self._spawn_background(self._finish_later(run, attempt, error))
 
     async def _execute(
         self, spec: AnySpec, raw_payload: Any, run: JobRun[Any]
@@ -120,59 +248,160 @@ class JobRunner:
 
     async def _spawn_children(self, run: JobRun[Any], root_id: str) -> None:
         claims = self._resources.store.claims
+        children: list[tuple[str, str, JobPayload]] = []
         for index, spawn in enumerate(run.spawns):
             child_id = child_job_id(run.job_id, index, spawn.job_type)
             if not await claim_entity(claims, root_id, spawn, child_id):
                 continue  # this family already runs this processor for this entity
             payload = spawn.payload.model_copy(update={"parent_job_id": root_id})
+            children.append((child_id, spawn.job_type, payload))
+        # Every child is on the timeline (queued) before the first is sent: one bulk write.
+        await queue_entries(
+            self._logs,
+            [queued_entry(job_id, job_type, payload) for job_id, job_type, payload in children],
+            timeout=self._settings.log_write_timeout_seconds,
+        )
+        for child_id, job_type, payload in children:
             await kick_job(
-                self._broker,
-                spawn.job_type,
-                child_id,
-                payload.model_dump(mode="json", by_alias=True),
+                self._broker, job_type, child_id, payload.model_dump(mode="json", by_alias=True)
             )
             run.spawned_job_ids.append(child_id)
 
-    async def _log(
-        self,
-        run: JobRun[Any],
-        parent_job_id: str | None,
-        started: datetime,
-        clock: float,
-        error: BaseException | None,
-    ) -> None:
-        entry = log_entry(
-            run,
-            parent_job_id=parent_job_id,
-            started=started,
-            duration_ms=round((time.monotonic() - clock) * 1000),
-            error=error,
+    def _entry(self, run: JobRun[Any], attempt: Attempt, error: BaseException | None) -> LogEntry:
+        return LogEntry(
+            job_id=run.job_id,
+            parent_job_id=attempt.parent_job_id,
+            is_root_job=attempt.parent_job_id is None,
+            job_type=run.job_type,
+            entity_type=run.entity_type,
+            entity_id=run.entity_id,
+            entity_name=run.entity_name,
+            status=JobStatus.FAILED if error is not None else run.status,
+            attempt=attempt.number,
+            queued_at=attempt.queued_at,
+            started_at=attempt.started,
+            finished_at=utc_now(),
+            duration_ms=round((time.monotonic() - attempt.clock) * 1000),
+            error=describe_error(error) if error is not None else None,
+            fields_enriched=run.fields_enriched,
+            spawned_job_ids=run.spawned_job_ids,
+            details=run.details,
             worker=self._worker,
         )
-        logs = self._resources.store.logs
-        await write_log(logs, entry, timeout=self._settings.log_write_timeout_seconds)
 
-    async def _schedule_retry(self, context: Context, attempt: int) -> None:
-        # Hand-written rather than taskiq's SmartRetryMiddleware: that middleware re-kicks
-        # after the task returned (so after our manual ack) and RedisStreamBroker ignores
-        # its `delay` label. Here the retry is kicked, delayed, before the message is acked.
+    async def _finish(
+        self, run: JobRun[Any], attempt: Attempt, error: BaseException | None
+    ) -> None:
+        timeout = self._settings.log_write_timeout_seconds
+        await write_log(self._logs, self._entry(run, attempt, error), timeout=timeout)
+        retryable = error is not None and describe_error(error).retryable
+        if retryable and attempt.number < self._settings.job_max_attempts:
+            await self._schedule_retry(attempt)
+        else:
+            await self._acknowledge(attempt.message)
+
+    async def _finish_later(
+        self, run: JobRun[Any], attempt: Attempt, error: BaseException | None
+    ) -> None:
+        self._attempts[(attempt.job_id, attempt.number)] = attempt  # still alive: heartbeats
+        try:
+            while True:
+                await asyncio.sleep(FINISH_RETRY_SECONDS)
+                try:
+                    await self._finish(run, attempt, error)
+                except StoreUnavailableError as exc:
+                    logger.warning("%s: %s; still trying", attempt.job_id, exc)
+                else:
+                    logger.info("%s: outcome logged after a store outage", attempt.job_id)
+                    return
+        finally:
+            self._attempts.pop((attempt.job_id, attempt.number), None)
+
+    async def _schedule_retry(self, attempt: Attempt) -> None:
+        # Not taskiq's SmartRetryMiddleware: it re-kicks after the task returned (after our
+        # manual ack) and RedisStreamBroker ignores its `delay` label; its schedule sources
+        # need a scheduler process of their own. A retry waits in Redis (a due-time set any
+        # worker releases), on the timeline as `queued`, and holds no worker slot.
         jitter = random.uniform(0, self._settings.job_retry_delay_seconds)  # noqa: S311 - not crypto
-        delay = self._settings.retry_delay(attempt) + jitter
-        logger.info(
-            "retrying %s in %.1fs (attempt %d)",
-            context.message.task_id,
-            delay,
-            attempt + 1,
-        )
+        delay = self._settings.retry_delay(attempt.number) + jitter
+        message = attempt.message
+        labels = {**message.labels, ATTEMPT_LABEL: attempt.number + 1}
+        payload = message.kwargs.get("job", {})
+        now = utc_now()
+        retry = queued_entry(message.task_id, message.task_name, None, raw_payload=payload)
+        retry = retry.model_copy(
+            update={"attempt": attempt.number + 1, "queued_at": now, "started_at": now,
+                    "due_at": now + timedelta(seconds=delay)}
+        )  # fmt: skip
+        timeout = self._settings.log_write_timeout_seconds
+        await queue_entries(self._logs, [retry], timeout=timeout)
+        logger.info("retrying %s in %.1fs (attempt %d)", message.task_id, delay, retry.attempt)
+        stream_id = message.labels.get(STREAM_ID_LABEL)
+        if isinstance(self._broker, LeasedStreamBroker) and stream_id:
+            try:
+                await self._broker.schedule_retry(
+                    message.model_copy(update={"labels": labels}), time.time() + delay, stream_id
+                )
+            except BrokerUnavailableError as exc:  # redelivered a lease later: runs the retry
+                logger.warning("%s: %s", message.task_id, exc)
+            return
+        # The in-process broker (the demo without Redis) has no stream to wait in.
+        self._spawn_background(self._kick_later(message, labels, delay))
+
+    async def _kick_later(
+        self, message: TaskiqMessage, labels: dict[str, Any], delay: float
+    ) -> None:
         await asyncio.sleep(delay)
-        message = context.message
         await kick_job(
-            self._broker,
-            message.task_name,
-            message.task_id,
-            message.kwargs["job"],
-            {**message.labels, ATTEMPT_LABEL: attempt + 1},
+            self._broker, message.task_name, message.task_id, message.kwargs["job"], labels
         )
+
+    async def _acknowledge(self, message: TaskiqMessage) -> None:
+        stream_id = message.labels.get(STREAM_ID_LABEL)
+        if not isinstance(self._broker, LeasedStreamBroker) or not stream_id:
+            return
+        try:
+            await self._broker.acknowledge(str(stream_id))
+        except BrokerUnavailableError as exc:
+            # Redelivered a lease later, and acknowledged then: the log says it is done.
+            logger.warning("%s: %s", message.task_id, exc)
+
+    async def _give_up(self, message: TaskiqMessage) -> None:
+        stream_id = message.labels.get(STREAM_ID_LABEL)
+        if isinstance(self._broker, LeasedStreamBroker) and stream_id:
+            await self._broker.abandon(str(stream_id))
+
+    async def _write_cancelled(self, entry: LogEntry, message: TaskiqMessage) -> None:
+        try:
+            await write_log(self._logs, entry, timeout=self._settings.log_write_timeout_seconds)
+        finally:
+            await self._give_up(message)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_seconds)
+            try:
+                await heartbeat(self._logs, list(self._attempts), self._worker)
+            except PyMongoError as exc:  # the store is away; the Redis lease still holds
+                logger.warning("heartbeat not recorded: %s", exc)
+
+    def _spawn_background(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _attempt_label(message: TaskiqMessage) -> int | None:
+    value = message.labels.get(ATTEMPT_LABEL)
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
+
+
+def _display_name(spec: AnySpec, raw_payload: Any) -> str | None:
+    try:
+        payload: JobPayload = spec.payload_model.model_validate(raw_payload)
+    except ValidationError:
+        return None
+    return payload.display_name
 
 
 def _parent_of(raw_payload: Any) -> str | None:

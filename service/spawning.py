@@ -1,17 +1,22 @@
 """Spawning jobs: the message a kick sends, child ids, and the family's per-entity claims."""
 
 import uuid
+from contextlib import suppress
 from typing import Any
 
+from pydantic import ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, DuplicateKeyError
 from redis.exceptions import RedisError
 from taskiq import AsyncBroker
+from taskiq.exceptions import SendTaskError
 from taskiq.kicker import AsyncKicker
 
 from service.errors import BrokerUnavailableError, StoreUnavailableError
 from service.executors import Record
+from service.models import JobStatus, LogEntry
 from service.models.base import utc_now
+from service.models.jobs import JobPayload
 from service.processing import Spawn
 
 # Child job ids are derived from the parent's id, so a redelivered parent re-kicks the
@@ -32,7 +37,7 @@ async def kick_job(
     kicker: AsyncKicker[Any, Any] = AsyncKicker(job_type, broker, {**TASK_LABELS, **(labels or {})})
     try:
         await kicker.with_task_id(job_id).kiq(job=payload)
-    except (RedisError, OSError) as exc:
+    except (RedisError, OSError, SendTaskError) as exc:
         raise BrokerUnavailableError(f"could not send {job_type} job {job_id}: {exc}") from exc
 
 
@@ -56,3 +61,38 @@ async def claim_entity(
     except ConnectionFailure as exc:
         raise StoreUnavailableError(f"could not claim {claim_id}: {exc}") from exc
     return True
+
+
+def queued_entry(
+    job_id: str,
+    job_type: str,
+    payload: JobPayload | None,
+    *,
+    raw_payload: dict[str, Any] | None = None,
+) -> LogEntry:
+    """The `queued` log entry of a job just kicked or spawned (attempt 1)."""
+    from service.registry import JOBS  # the registry imports the processors, which import this
+
+    spec = JOBS.get(job_type)
+    if payload is None and spec is not None and raw_payload is not None:
+        with suppress(ValidationError):
+            payload = spec.payload_model.model_validate(raw_payload)
+    parent = payload.parent_job_id if payload is not None else _parent(raw_payload)
+    now = utc_now()
+    return LogEntry(
+        job_id=job_id,
+        parent_job_id=parent,
+        is_root_job=parent is None,
+        job_type=job_type,
+        entity_type=spec.entity_type if spec is not None else None,
+        entity_name=payload.display_name if payload is not None else None,
+        status=JobStatus.QUEUED,
+        attempt=1,
+        queued_at=now,
+        started_at=now,
+    )
+
+
+def _parent(raw_payload: dict[str, Any] | None) -> str | None:
+    parent = (raw_payload or {}).get("parentJobId")
+    return parent if isinstance(parent, str) and parent else None

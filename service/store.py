@@ -41,6 +41,8 @@ ALBUMS = Album.Settings.name
 ARTISTS = Artist.Settings.name
 # One document per (root, processor, entity) a family has spawned: see `service.spawning`.
 CLAIMS = "job_claims"
+# Stream entries that could not be jobs (see `service.streams`).
+DEAD_LETTERS = "dead_letters"
 CATALOGUE = {"album": ALBUMS, "artist": ARTISTS}
 
 SERVER_SELECTION_TIMEOUT_MS = 10_000
@@ -73,6 +75,11 @@ class Store:
     def claims(self) -> AsyncCollection[Record]:
         """`job_claims`: which job of a family runs a processor for an entity."""
         return self.database[CLAIMS]
+
+    @property
+    def dead_letters(self) -> AsyncCollection[Record]:
+        """`dead_letters`: stream entries that could not be jobs."""
+        return self.database[DEAD_LETTERS]
 
     def catalogue(self, entity_type: str) -> AsyncCollection[Record]:
         """The albums or artists collection."""

@@ -79,7 +79,7 @@ def settings_env(
         "MUSICBRAINZ_RATE_LIMIT": f"{TEST_SERVER_RATE - 5}/second",
         "JOB_RETRY_DELAY_SECONDS": "0.05",
         "PROVIDER_BACKOFF_SECONDS": "0.05",
-        "REDELIVERY_IDLE_MS": "4000",
+        "JOB_LEASE_SECONDS": "3",
         "JOB_TIMEOUT_SECONDS": "2.5",
         "LOG_WRITE_TIMEOUT_SECONDS": "1",
     }

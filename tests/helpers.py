@@ -1,8 +1,11 @@
 """Helpers the tests share: ports, store processes, the test secrets, settings variants."""
 
+import asyncio
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -63,3 +66,45 @@ def cloudflare_env(settings_env: dict[str, str], base_url: str) -> dict[str, str
 
 # The dashboard's entry point, for AppTest and `streamlit run`.
 DASHBOARD_APP = str(Path(__file__).parents[1] / "dashboard" / "app.py")
+
+
+def start_worker(
+    env: dict[str, str], log_path: Path, processes: int, *, max_async_tasks: int = 20
+) -> subprocess.Popen[bytes]:
+    """`enrichment worker` in its own process group, logging to `log_path`."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "service.cli",
+                "--log-level",
+                "INFO",
+                "worker",
+                "--workers",
+                str(processes),
+                "--max-async-tasks",
+                str(max_async_tasks),
+            ],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the worker's process group and wait for it."""
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(30)
+
+
+async def wait_until_listening(log_path: Path, processes: int) -> None:
+    # A blocked XREADGROUP registers no consumer in Redis: read the workers' own log instead.
+    text = ""
+    for _ in range(300):
+        text = await asyncio.to_thread(log_path.read_text)
+        if text.count("Listening started") >= processes:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"workers did not start listening:\n{text}")

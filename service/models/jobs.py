@@ -4,9 +4,9 @@ Every payload carries `parentJobId`: the ROOT's job id, or null for a root.
 """
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import model_validator
+from pydantic import StringConstraints, model_validator
 
 from service.models.base import CamelModel
 
@@ -24,10 +24,29 @@ class JobType(StrEnum):
     CACHE_IMAGE = "cache_image"
 
 
+# A title, name or id: long enough for any real one, short enough to keep logs small.
+MAX_TEXT_CHARS = 512
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
+Url = Annotated[str, StringConstraints(max_length=4096)]
+
+
 class JobPayload(CamelModel):
     """What every task receives: its lineage. Subclasses add what to enrich."""
 
-    parent_job_id: str | None = None
+    parent_job_id: Text | None = None
+
+    @model_validator(mode="after")
+    def _encodable_text(self) -> "JobPayload":
+        # A lone surrogate (a Latin-1 terminal's bytes read as UTF-8) cannot be stored.
+        for name, value in self:
+            if isinstance(value, str) and not _is_unicode(value):
+                raise ValueError(f"{name} is not valid Unicode text")
+        return self
+
+    @property
+    def display_name(self) -> str | None:
+        """How the job names its entity before it runs (queued entries show this)."""
+        return None
 
     @property
     def entity_key(self) -> str:
@@ -38,9 +57,9 @@ class JobPayload(CamelModel):
 class AlbumJob(JobPayload):
     """Enrich an album, found by MusicBrainz release-group id or by title and artist."""
 
-    mbid: str | None = None
-    title: str | None = None
-    artist: str | None = None
+    mbid: Text | None = None
+    title: Text | None = None
+    artist: Text | None = None
 
     @model_validator(mode="after")
     def _needs_a_key(self) -> "AlbumJob":
@@ -60,12 +79,17 @@ class AlbumJob(JobPayload):
             return f"{self.title} — {self.artist}" if self.artist else self.title
         return self.mbid or ""
 
+    @property
+    def display_name(self) -> str | None:
+        """The album as requested."""
+        return self.label
+
 
 class ArtistJob(JobPayload):
     """Enrich an artist, found by MusicBrainz id or by name."""
 
-    mbid: str | None = None
-    name: str | None = None
+    mbid: Text | None = None
+    name: Text | None = None
 
     @model_validator(mode="after")
     def _needs_a_key(self) -> "ArtistJob":
@@ -79,6 +103,11 @@ class ArtistJob(JobPayload):
         return self.name or self.mbid or ""
 
     @property
+    def display_name(self) -> str | None:
+        """The artist as requested."""
+        return self.label
+
+    @property
     def entity_key(self) -> str:
         """The artist: by MBID, else by name."""
         return f"artist:{self.mbid or (self.name or '').casefold()}"
@@ -87,9 +116,14 @@ class ArtistJob(JobPayload):
 class DiscogsJob(JobPayload):
     """Match a MusicBrainz artist on Discogs (directly when MusicBrainz links a Discogs id)."""
 
-    artist_mbid: str
-    name: str
+    artist_mbid: Text
+    name: Text
     discogs_id: int | None = None
+
+    @property
+    def display_name(self) -> str | None:
+        """The artist's name."""
+        return self.name
 
     @property
     def entity_key(self) -> str:
@@ -101,10 +135,15 @@ class CacheImageJob(JobPayload):
     """Cache one entity's image: download, verify, store, point the entity at the copy."""
 
     entity_type: Literal["album", "artist"]
-    entity_id: str
-    entity_name: str | None = None
-    image_url: str
-    source_url: str | None = None
+    entity_id: Text
+    entity_name: Text | None = None
+    image_url: Url
+    source_url: Url | None = None
+
+    @property
+    def display_name(self) -> str | None:
+        """The entity whose image this is."""
+        return self.entity_name
 
     @property
     def entity_key(self) -> str:
@@ -194,3 +233,11 @@ class CacheDetails(CamelModel):
     sha256: str | None = None
     deduplicated: bool = False
     http_status: int | None = None
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

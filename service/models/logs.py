@@ -21,11 +21,23 @@ from service.models.base import CamelModel
 
 
 class JobStatus(StrEnum):
-    """How an attempt ended."""
+    """Where an attempt is: `queued` → `running` → `success` | `failed` | `skipped`."""
 
+    QUEUED = "queued"
+    RUNNING = "running"
     SUCCESS = "success"
     FAILED = "failed"
     SKIPPED = "skipped"
+
+
+UNFINISHED = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+
+
+class WorkerInfo(CamelModel):
+    """Which worker process ran an attempt."""
+
+    host: str
+    pid: int
 
 
 class JobError(CamelModel):
@@ -34,13 +46,9 @@ class JobError(CamelModel):
     type: str
     message: str
     retryable: bool
-
-
-class WorkerInfo(CamelModel):
-    """Which worker process ran an attempt."""
-
-    host: str
-    pid: int
+    # A lost attempt (WorkerLostError): the worker that held it and when it was last alive.
+    lost_worker: WorkerInfo | None = None
+    last_alive_at: datetime | None = None
 
 
 class LogEntry(CamelModel):
@@ -56,6 +64,10 @@ class LogEntry(CamelModel):
     entity_name: str | None = None
     status: str | None = None
     attempt: int = 1
+    # When the attempt was queued (kicked, spawned or scheduled) and, for a retry, when due.
+    queued_at: datetime | None = None
+    due_at: datetime | None = None
+    # When the attempt started; a queued one carries its queue time, so lists sort by it.
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_ms: int | None = None
@@ -68,6 +80,8 @@ class LogEntry(CamelModel):
         default_factory=dict, union_mode="left_to_right"
     )
     worker: WorkerInfo | None = None
+    # A running attempt's last sign of life from its worker (renewed while it runs).
+    heartbeat_at: datetime | None = None
 
     @model_validator(mode="wrap")
     @classmethod
@@ -86,6 +100,8 @@ class LogEntry(CamelModel):
 
     def is_terminal(self, max_attempts: int) -> bool:
         """Whether no further attempt of this job will follow this one."""
+        if self.status in UNFINISHED:
+            return False
         if self.status != JobStatus.FAILED:
             return True
         retryable = self.error is not None and self.error.retryable

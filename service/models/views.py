@@ -8,6 +8,8 @@ from service.models.logs import LogEntry
 # The roll-up columns, as the CLI and the dashboard both label them.
 ROLLUP_COLUMNS = (
     "children",
+    "queued",
+    "running",
     "failed",
     "skipped",
     "still running",
@@ -24,6 +26,8 @@ class RootSummary(CamelModel):
 
     root: LogEntry
     children_total: int = 0
+    children_queued: int = 0
+    children_running: int = 0
     children_failed: int = 0
     children_skipped: int = 0
     # Children whose last attempt failed with a retry still to come.
@@ -46,6 +50,8 @@ class RootSummary(CamelModel):
         """The family roll-up as every view shows it: `ROLLUP_COLUMNS` label → value."""
         values = (
             self.children_total,
+            self.children_queued,
+            self.children_running,
             self.children_failed,
             self.children_skipped,
             self.still_running,
@@ -84,3 +90,48 @@ class OrphanFamily(CamelModel):
     missing_root: str
     entries: int
     first_started: datetime | None = None
+
+
+class DeadLetter(CamelModel):
+    """A stream entry that could not be a job: where it was, why, and a bounded excerpt."""
+
+    stream_id: str
+    queue: str
+    reason: str
+    excerpt: str
+    at: datetime
+
+
+class PendingJob(CamelModel):
+    """A job of a family that has not finished, and where it stands (Temporal's pending card)."""
+
+    job_id: str
+    state: str  # "no log yet", "queued", "due", "running", "lost", "retrying"
+    job_type: str | None = None
+    entity_name: str | None = None
+    attempt: int = 0
+    max_attempts: int = 0
+    queued_at: datetime | None = None
+    due_at: datetime | None = None
+    started_at: datetime | None = None
+    worker: str | None = None
+    last_alive_at: datetime | None = None
+    last_failure: str | None = None
+
+    def describe(self) -> str:
+        """One line: the job and its state, with the times that matter."""
+        facts = [f"attempt {self.attempt} of {self.max_attempts}"] if self.attempt else []
+        if self.due_at is not None:
+            facts.append(f"due at {_clock(self.due_at)}")
+        elif self.queued_at is not None and self.state == "queued":
+            facts.append(f"queued since {_clock(self.queued_at)}")
+        if self.worker is not None and self.state in ("running", "lost"):
+            facts.append(f"on {self.worker} since {_clock(self.started_at)}")
+            facts.append(f"last alive {_clock(self.last_alive_at)}")
+        if self.last_failure:
+            facts.append(f"last failure {self.last_failure}")
+        return f"{self.job_id} {self.state}" + (f" ({', '.join(facts)})" if facts else "")
+
+
+def _clock(moment: datetime | None) -> str:
+    return f"{moment:%H:%M:%S} UTC" if moment is not None else "?"

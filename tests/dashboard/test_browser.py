@@ -159,22 +159,24 @@ class TestAutoRefresh:
     @pytest.fixture
     def settings_env(self, settings_env: dict[str, str]) -> dict[str, str]:
         # The Discogs match is held up for seconds: give jobs time so none times out.
-        return {**settings_env, "JOB_TIMEOUT_SECONDS": "20", "REDELIVERY_IDLE_MS": "40000"}
+        return {**settings_env, "JOB_TIMEOUT_SECONDS": "20", "JOB_LEASE_SECONDS": "40"}
 
     async def test_a_running_family_refreshes_itself(
         self, dashboard_url: str, page: Page, client: EnrichmentClient, providers: LocalProviders
     ) -> None:
         providers.stall("/discogs/artists/", 12)
         root = await client.kick_artist(name="Mira Kestrel")
-        for _ in range(100):
-            if (await client.timeline(root)).root:
+        for _ in range(200):  # until the Discogs match is running (held up by the provider)
+            if any(e.status == "running" for e in (await client.timeline(root)).children):
                 break
             await asyncio.sleep(0.1)
         await page.goto(f"{dashboard_url}/?root={root}")
         await page.wait_for_selector(READY, timeout=30_000)
         bars = page.locator('[data-testid="stVegaLiteChart"] g.mark-rect path')
-        await expect(bars).to_have_count(1)  # the root; its Discogs match is still running
+        await expect(bars).to_have_count(2)  # the root, and its Discogs match growing to now
         await expect(page.get_by_text("Still running")).to_be_visible()
+        # Its pending card says where it runs, like Temporal's pending activity.
+        await expect(page.get_by_text("running: discogs_artist")).to_be_visible()
         # No reload from here: the page picks up the Discogs match and the image by itself.
         await expect(bars).to_have_count(3, timeout=45_000)
         await expect(page.get_by_text("Still running")).to_have_count(0, timeout=10_000)

@@ -30,6 +30,9 @@ def test_allowed_hosts_are_split_and_lowered() -> None:
     assert settings.image_fetch_allowed_hosts == frozenset({"127.0.0.1", "images.local"})
 
 
-def test_redelivery_must_cover_a_held_message() -> None:
-    with pytest.raises(ValidationError, match="REDELIVERY_IDLE_MS must be at least"):
-        Settings.model_validate({"REDELIVERY_IDLE_MS": 5000})
+def test_the_deprecated_redelivery_setting_becomes_the_lease() -> None:
+    assert Settings.model_validate({}).job_lease_seconds == 30
+    assert Settings.model_validate({"REDELIVERY_IDLE_MS": 5000}).job_lease_seconds == 5
+    both = {"REDELIVERY_IDLE_MS": 5000, "JOB_LEASE_SECONDS": 12}
+    assert Settings.model_validate(both).job_lease_seconds == 12
+    assert Settings.model_validate({"JOB_LEASE_SECONDS": 3}).heartbeat_seconds == 1

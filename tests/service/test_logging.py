@@ -183,7 +183,7 @@ class TestTimeout:
             **settings_env,
             "JOB_TIMEOUT_SECONDS": "0.3",
             "LOG_WRITE_TIMEOUT_SECONDS": "0.5",
-            "REDELIVERY_IDLE_MS": "1000",
+            "JOB_LEASE_SECONDS": "1",
             "JOB_MAX_ATTEMPTS": "2",
         }
 
@@ -216,10 +216,16 @@ async def test_redelivered_message_does_not_duplicate_its_entry(
     assert cancelled["status"] == "failed"
     assert cancelled["error"]["type"] == "JobCancelledError"
 
-    # Worker 2 reclaims the idle, unacknowledged message and runs the same attempt again.
+    # Worker 2 reclaims the unacknowledged message: its delivery is the next attempt, and the
+    # cancelled one stays on the timeline.
     second = create_broker(settings, registry=registry)
     async with in_process_worker(second), EnrichmentClient(settings, broker=second) as client:
         await client.wait_for_root("redelivered-job", timeout=30)
     assert RUNS["redelivered-job"] == 2
-    [entry] = await logs_of(mongo, settings, "redelivered-job")
-    assert (entry["attempt"], entry["status"], entry["error"]) == (1, "success", None)
+    first_try, second_try = await logs_of(mongo, settings, "redelivered-job")
+    assert (first_try["attempt"], first_try["error"]["type"]) == (1, "JobCancelledError")
+    assert (second_try["attempt"], second_try["status"], second_try["error"]) == (
+        2,
+        "success",
+        None,
+    )

@@ -3,8 +3,6 @@
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from service.client import EnrichmentClient
 from service.config import Settings
 from service.demo.catalogue import ARTISTS
 from service.demo.providers import LocalProviders
-from tests.helpers import DISCOGS_TEST_TOKEN
+from tests.helpers import DISCOGS_TEST_TOKEN, start_worker, stop_worker, wait_until_listening
 
 RATE = 4
 
@@ -29,35 +27,8 @@ def settings_env(settings_env: dict[str, str], providers: LocalProviders) -> dic
         **settings_env,
         "MUSICBRAINZ_RATE_LIMIT": f"{RATE}/second",
         "JOB_TIMEOUT_SECONDS": "20",
-        "REDELIVERY_IDLE_MS": "30000",
+        "JOB_LEASE_SECONDS": "30",
     }
-
-
-def start_worker(env: dict[str, str], log_path: Path, processes: int) -> subprocess.Popen[bytes]:
-    """`enrichment worker` in its own process group, logging to `log_path`."""
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "service.cli",
-                "--log-level",
-                "INFO",
-                "worker",
-                "--workers",
-                str(processes),
-            ],
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def stop_worker(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the worker's process group and wait for it."""
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(30)
 
 
 @pytest.fixture
@@ -69,17 +40,6 @@ def worker_log(
     process = start_worker(settings_env, log_path, 2)
     yield log_path
     stop_worker(process)
-
-
-async def wait_until_listening(log_path: Path, processes: int) -> None:
-    # A blocked XREADGROUP registers no consumer in Redis: read the workers' own log instead.
-    text = ""
-    for _ in range(300):
-        text = await asyncio.to_thread(log_path.read_text)
-        if text.count("Listening started") >= processes:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"workers did not start listening:\n{text}")
 
 
 async def test_two_worker_processes_share_the_musicbrainz_limit(

@@ -1,0 +1,245 @@
+"""`LeasedStreamBroker`: taskiq-redis streams with leases, due-time retries and dead letters.
+
+taskiq-redis's `RedisStreamBroker` reads up to 100 messages at once and reclaims any message
+idle for a fixed time. Here a worker reads one message per free slot (taskiq's receiver asks
+for the next only when a slot is free), renews the lease of every message it holds, and a
+message is reclaimed only when its holder stopped renewing for `JOB_LEASE_SECONDS`. Retries
+wait in a Redis sorted set until due, not in a sleeping worker. An entry that cannot be a
+job is handed to `on_poison` (a dead letter or a failed entry) and acknowledged at once.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+from taskiq import AckableMessage, TaskiqMessage
+from taskiq_redis import RedisStreamBroker
+
+from service.config import Settings
+from service.errors import BrokerUnavailableError, EnrichmentError
+
+logger = logging.getLogger(__name__)
+
+STREAM_ID_LABEL = "stream_id"  # which stream entry a delivery came from (set on reading)
+ATTEMPT_LABEL = "attempt"
+EXCERPT_BYTES = 1_024
+MAX_RECONNECT_WAIT_SECONDS = 5.0
+# Moves due retries back onto the stream, atomically: a retry is never lost or doubled.
+RELEASE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 50)
+for _, data in ipairs(due) do
+  redis.call('ZREM', KEYS[1], data)
+  redis.call('XADD', KEYS[2], '*', 'data', data)
+end
+return #due
+"""
+
+
+@dataclass(frozen=True)
+class Poison:
+    """A stream entry that cannot run: why, and what is known of it."""
+
+    stream_id: str
+    reason: str
+    excerpt: str
+    message: TaskiqMessage | None = None  # when it decoded: its job id is known
+
+
+PoisonHandler = Callable[[Poison], Awaitable[None]]
+# XREADGROUP's reply: [(stream, [(message id, {field: value})])].
+StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None
+
+
+class LeasedStreamBroker(RedisStreamBroker):
+    """A Redis stream broker whose workers hold leases on the messages they run."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            settings.redis_url,
+            queue_name=settings.queue_name,
+            consumer_group_name=settings.queue_name,
+            # From the stream's start: a group (re)created after a Redis restart still sees
+            # what was kicked before it existed.
+            consumer_id="0",
+            idle_timeout=round(settings.job_lease_seconds * 1000),
+            xread_block=1000,
+            xread_count=1,
+            unacknowledged_batch_size=1,
+        )
+        self.due_key = f"{settings.queue_name}:due"
+        self.heartbeat_seconds = settings.heartbeat_seconds
+        self.held: set[str] = set()
+        self.on_poison: PoisonHandler | None = None
+        self._lease_ms = round(settings.job_lease_seconds * 1000)
+
+    async def listen(self) -> AsyncGenerator[AckableMessage]:
+        """Yield one deliverable message per request, reconnecting after Redis faults."""
+        async with Redis(connection_pool=self.connection_pool) as redis:
+            failures = 0
+            while True:
+                try:
+                    delivery = await self._next(redis)
+                except RedisError as exc:
+                    failures += 1
+                    await self._recover(exc, failures)
+                    continue
+                failures = 0
+                if delivery is not None:
+                    yield delivery
+
+    async def renew_leases(self) -> None:
+        """Keep renewing the lease of every held message (until cancelled)."""
+        async with Redis(connection_pool=self.connection_pool) as redis:
+            while True:
+                await asyncio.sleep(self.heartbeat_seconds)
+                if not self.held:
+                    continue
+                try:
+                    # Claiming our own messages with no minimum idle time resets their idle
+                    # clock: that is the lease renewal.
+                    await redis.xclaim(
+                        self.queue_name,
+                        self.consumer_group_name,
+                        self.consumer_name,
+                        min_idle_time=0,
+                        message_ids=list(self.held),
+                        justid=True,
+                    )
+                except RedisError as exc:
+                    logger.warning("could not renew %d leases: %s", len(self.held), exc)
+
+    async def schedule_retry(self, message: TaskiqMessage, due: float, stream_id: str) -> None:
+        """Queue `message` until `due` (epoch seconds) and acknowledge the delivery, together."""
+        labels = {k: v for k, v in message.labels.items() if k != STREAM_ID_LABEL}
+        data = self.formatter.dumps(message.model_copy(update={"labels": labels})).message
+        self.held.discard(stream_id)
+        try:
+            async with (
+                Redis(connection_pool=self.connection_pool) as redis,
+                redis.pipeline(transaction=True) as pipe,
+            ):
+                pipe.zadd(self.due_key, {data: due})
+                pipe.xack(self.queue_name, self.consumer_group_name, stream_id)
+                await pipe.execute()
+        except RedisError as exc:
+            raise BrokerUnavailableError(f"could not schedule the retry: {exc}") from exc
+
+    def release(self, stream_id: str) -> None:
+        """Stop renewing a message this worker will not run (another worker holds it)."""
+        self.held.discard(stream_id)
+
+    async def acknowledge(self, stream_id: str) -> None:
+        """Acknowledge a delivery: its work is done and logged."""
+        self.held.discard(stream_id)
+        try:
+            async with Redis(connection_pool=self.connection_pool) as redis:
+                await redis.xack(self.queue_name, self.consumer_group_name, stream_id)
+        except RedisError as exc:
+            raise BrokerUnavailableError(f"could not acknowledge {stream_id}: {exc}") from exc
+
+    async def abandon(self, stream_id: str) -> None:
+        """Give a message up at once (shutdown): another worker may reclaim it right away."""
+        self.held.discard(stream_id)
+        try:
+            async with Redis(connection_pool=self.connection_pool) as redis:
+                await redis.xclaim(
+                    self.queue_name,
+                    self.consumer_group_name,
+                    self.consumer_name,
+                    min_idle_time=0,
+                    message_ids=[stream_id],
+                    idle=self._lease_ms,  # as if its lease had already lapsed
+                    justid=True,
+                )
+        except RedisError as exc:  # it is reclaimed a lease later instead
+            logger.warning("could not give up %s: %s", stream_id, exc)
+
+    async def _next(self, redis: Redis) -> AckableMessage | None:
+        await redis.eval(RELEASE_DUE, 2, self.due_key, self.queue_name, time.time())
+        reply: StreamReply = await redis.xreadgroup(  # type: ignore[assignment]
+            self.consumer_group_name,
+            self.consumer_name,
+            {self.queue_name: ">"},
+            block=self.block,
+            count=1,
+        )
+        for _stream, messages in reply or ():
+            for message_id, fields in messages:
+                return await self._admit(redis, message_id, fields)
+        _cursor, claimed, deleted = await redis.xautoclaim(
+            self.queue_name,
+            self.consumer_group_name,
+            self.consumer_name,
+            min_idle_time=self.idle_timeout,
+            count=1,
+        )
+        if deleted:  # trimmed from the stream while pending: nothing left to run
+            await redis.xack(self.queue_name, self.consumer_group_name, *deleted)
+        for message_id, fields in claimed:
+            return await self._admit(redis, message_id, fields)
+        return None
+
+    async def _admit(
+        self, redis: Redis, message_id: bytes, fields: dict[bytes, bytes]
+    ) -> AckableMessage | None:
+        stream_id = message_id.decode()
+        message, reason = self._decode(fields)
+        if reason is not None:
+            await self._reject(redis, Poison(stream_id, reason, _excerpt(fields), message))
+            return None
+        assert message is not None
+        message.labels[STREAM_ID_LABEL] = stream_id
+        self.held.add(stream_id)
+        return AckableMessage(
+            data=self.formatter.dumps(message).message,
+            ack=lambda: self.acknowledge(stream_id),
+        )
+
+    def _decode(self, fields: dict[bytes, bytes]) -> tuple[TaskiqMessage | None, str | None]:
+        data = fields.get(b"data")
+        if data is None:
+            return None, "the entry has no data field"
+        try:
+            message = self.formatter.loads(data)
+        except (ValueError, ValidationError, TypeError) as exc:
+            return None, f"the entry is not a task message: {type(exc).__name__}"
+        if self.find_task(message.task_name) is None:
+            return message, f"unknown task {message.task_name[:100]!r}"
+        if not isinstance(message.kwargs.get("job"), dict):
+            return message, "the message has no job payload"
+        attempt = message.labels.get(ATTEMPT_LABEL, 1)
+        if not (isinstance(attempt, int | str) and str(attempt).isdigit() and int(attempt) >= 1):
+            return message, f"attempt label {str(attempt)[:50]!r} is not a positive number"
+        return message, None
+
+    async def _reject(self, redis: Redis, poison: Poison) -> None:
+        logger.warning("refusing stream entry %s: %s", poison.stream_id, poison.reason)
+        if self.on_poison is not None:
+            try:
+                await self.on_poison(poison)
+            except EnrichmentError as exc:  # the store is down: tried again a lease later
+                logger.warning("could not record %s: %s", poison.stream_id, exc)
+                return
+        await redis.xack(self.queue_name, self.consumer_group_name, poison.stream_id)
+
+    async def _recover(self, exc: RedisError, failures: int) -> None:
+        if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+            logger.warning("the consumer group is gone (Redis restarted?): creating it again")
+            try:
+                await self._declare_consumer_group()
+                return
+            except RedisError as again:
+                exc = again
+        wait = min(0.1 * 2**failures, MAX_RECONNECT_WAIT_SECONDS)
+        logger.warning("Redis unavailable (%s): retrying in %.1fs", exc, wait)
+        await asyncio.sleep(wait)
+
+
+def _excerpt(fields: dict[bytes, bytes]) -> str:
+    raw = b" ".join(key + b"=" + value for key, value in fields.items())
+    return raw[:EXCERPT_BYTES].decode("utf-8", "replace")

@@ -1,0 +1,328 @@
+"""Faults, with real worker processes and short leases: every delivery accounted for.
+
+A killed worker's job runs again within a lease and its lost attempt stays on the timeline;
+a backlog never runs an attempt twice; a Redis restart fails nothing for good; a store
+outage never lets a job be acknowledged without its log; poison is recorded in one
+delivery and never stops the worker; a retry waits in Redis and survives a worker restart.
+"""
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from taskiq import TaskiqMessage
+
+from service.broker import create_broker, in_process_worker
+from service.client import EnrichmentClient
+from service.config import Settings
+from service.demo.catalogue import ALBUMS, ARTISTS
+from service.demo.providers import LocalProviders
+from service.errors import InvalidRequestError
+from service.models import JobStatus, LogEntry
+from service.models.views import Timeline
+from service.store import DEAD_LETTERS, LOGS
+from tests.helpers import (
+    free_port,
+    start_store_process,
+    start_worker,
+    stop_store_process,
+    stop_worker,
+    wait_until_listening,
+)
+
+LEASE = 2
+
+
+@pytest.fixture
+def settings_env(settings_env: dict[str, str]) -> dict[str, str]:
+    return {**settings_env, "JOB_LEASE_SECONDS": str(LEASE), "JOB_TIMEOUT_SECONDS": "20"}
+
+
+async def until[T](read: Callable[[], Awaitable[T]], ok: Callable[[T], bool], seconds: float) -> T:
+    """Poll `read` until `ok` holds of its value."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = await read()
+        if ok(value) or time.monotonic() > deadline:
+            assert ok(value), value
+            return value
+        await asyncio.sleep(0.1)
+
+
+def latest(timeline: Timeline) -> dict[str, LogEntry]:
+    by_job: dict[str, LogEntry] = {}
+    for entry in timeline.entries:
+        if entry.job_id and entry.attempt >= getattr(by_job.get(entry.job_id), "attempt", 0):
+            by_job[entry.job_id] = entry
+    return by_job
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+async def test_a_killed_workers_job_runs_again_and_its_lost_attempt_stays(
+    settings_env: dict[str, str], providers: LocalProviders, mongo: Any, redis: Any, tmp_path: Path
+) -> None:
+    settings = Settings.model_validate(settings_env)
+    providers.stall("/ws/2/artist/", 30)
+    first = start_worker(settings_env, tmp_path / "first.log", 1)
+    second = None
+    try:
+        await wait_until_listening(tmp_path / "first.log", 1)
+        async with EnrichmentClient(settings) as client:
+            job_id = await client.kick_artist(mbid=ARTISTS["Vela Nord"].mbid)
+            running = await until(
+                lambda: client.timeline(job_id),
+                lambda t: bool(t.root) and t.root[-1].status == JobStatus.RUNNING,
+                30,
+            )
+            await asyncio.to_thread(kill, first)
+            providers.stall("/ws/2/artist/", 0)
+            second = start_worker(settings_env, tmp_path / "second.log", 1)
+            family = await client.wait_for_root(job_id, timeout=60)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                kill(process)
+    lost, rerun = family.root
+    dead = running.root[-1].worker
+    assert (lost.attempt, lost.status) == (1, JobStatus.FAILED)
+    assert lost.error is not None
+    assert lost.error.type == "WorkerLostError"
+    assert lost.error.retryable is True
+    assert lost.error.lost_worker == dead
+    assert dead is not None
+    assert lost.error.last_alive_at is not None
+    assert f"{dead.host}:{dead.pid}" in lost.error.message
+    assert (rerun.attempt, rerun.status) == (2, JobStatus.SUCCESS)
+    assert rerun.worker is not None
+    assert rerun.worker.pid != dead.pid
+
+
+async def test_a_backlog_behind_a_slow_provider_runs_every_attempt_once(
+    settings_env: dict[str, str], providers: LocalProviders, mongo: Any, redis: Any, tmp_path: Path
+) -> None:
+    settings = Settings.model_validate(settings_env)
+    # Ten times the worker's concurrency, each job slower than a lease would allow a message
+    # to wait unread: a message read ahead of its slot would be reclaimed and run twice.
+    providers.stall("/discogs/artists/", 1.0)
+    process = start_worker(settings_env, tmp_path / "worker.log", 1, max_async_tasks=2)
+    try:
+        await wait_until_listening(tmp_path / "worker.log", 1)
+        async with EnrichmentClient(settings) as client:
+            roots = [
+                await client.kick(
+                    "discogs_artist",
+                    {"artistMbid": f"mbid-{i}", "name": "Vela Nord", "discogsId": 402117},
+                )
+                for i in range(20)
+            ]
+            families = [await client.wait_for_root(root, timeout=120) for root in roots]
+    finally:
+        stop_worker(process)
+    attempts = Counter(e.job_id for family in families for e in family.entries)
+    assert set(attempts.values()) == {1}, attempts  # no attempt ran twice
+    # Each Discogs job asks for the artist and its masters: 2 requests, once each.
+    artist_requests = [r for r in providers.discogs_requests() if "/artists/" in r.path]
+    assert len(artist_requests) == len(roots)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """A redis-server of the test's own (AOF, fsync always) that the test may restart."""
+    port = free_port()
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        started.append(process)
+        for _ in range(100):
+            if (
+                subprocess.run(
+                    ["redis-cli", "-p", str(port), "ping"], capture_output=True
+                ).returncode
+                == 0
+            ):
+                break
+            time.sleep(0.05)
+        return process
+
+    start.port = port  # type: ignore[attr-defined]
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(10)
+
+
+async def test_a_redis_restart_fails_nothing_for_good_and_loses_nothing(
+    settings_env: dict[str, str],
+    providers: LocalProviders,
+    mongo: Any,
+    own_redis: Any,
+    tmp_path: Path,
+) -> None:
+    redis_process = own_redis()
+    env = {**settings_env, "REDIS_URL": f"redis://127.0.0.1:{own_redis.port}/0"}
+    settings = Settings.model_validate(env)
+    process = start_worker(env, tmp_path / "worker.log", 1)
+    try:
+        await wait_until_listening(tmp_path / "worker.log", 1)
+        async with EnrichmentClient(settings) as client:
+            titles = ["Tidal Glass", "Northern Drift", "Paper Harbors"]
+            roots = [await client.kick_album(mbid=ALBUMS[title].mbid) for title in titles]
+            await asyncio.sleep(0.5)  # families mid-way: children spawning, limits taken
+            redis_process.terminate()
+            await asyncio.to_thread(redis_process.wait, 10)
+            await asyncio.sleep(3)
+            own_redis()
+            families = [await client.wait_for_root(root, timeout=90) for root in roots]
+    finally:
+        stop_worker(process)
+    for family in families:
+        for entry in latest(family).values():
+            assert entry.status == JobStatus.SUCCESS, entry
+
+
+async def test_a_store_outage_never_acknowledges_a_job_without_its_log(
+    settings_env: dict[str, str],
+    providers: LocalProviders,
+    redis: Redis,
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    store = start_store_process(tmp_path, port)
+    env = {**settings_env, "MONGODB_URL": f"mongodb://127.0.0.1:{port}/?directConnection=true"}
+    settings = Settings.model_validate(env)
+    providers.stall("/ws/2/artist/", 2)
+    process = start_worker(env, tmp_path / "worker.log", 1)
+    try:
+        await wait_until_listening(tmp_path / "worker.log", 1)
+        async with EnrichmentClient(settings) as client:
+            job_id = await client.kick_artist(mbid=ARTISTS["Mira Kestrel"].mbid)
+            await until(
+                lambda: client.timeline(job_id),
+                lambda t: bool(t.root) and t.root[-1].status == JobStatus.RUNNING,
+                30,
+            )
+            # Down for longer than LOG_WRITE_TIMEOUT_SECONDS (1 s here) while the job ends.
+            await asyncio.to_thread(stop_store_process, store)
+            await asyncio.sleep(4)
+            pending = await redis.xpending(settings.queue_name, settings.queue_name)
+            assert pending["pending"] == 1  # not acknowledged: its outcome is not logged yet
+            store = start_store_process(tmp_path, port)
+            family = await client.wait_for_root(job_id, timeout=60)
+    finally:
+        stop_worker(process)
+        stop_store_process(store)
+    [entry] = family.root
+    assert (entry.attempt, entry.status) == (1, JobStatus.SUCCESS)
+    pending = await until(
+        lambda: redis.xpending(settings.queue_name, settings.queue_name),
+        lambda p: p["pending"] == 0,
+        10,
+    )
+
+
+def raw_message(task_name: str, task_id: str, **kwargs: Any) -> bytes:
+    labels = kwargs.pop("labels", {"ack_type": "manual"})
+    message = TaskiqMessage(
+        task_id=task_id, task_name=task_name, labels=labels, args=[], kwargs=kwargs
+    )
+    return message.model_dump_json().encode()
+
+
+async def test_poison_is_recorded_in_one_delivery_and_the_next_message_runs(
+    client: EnrichmentClient, redis: Redis, settings: Settings, mongo: Any
+) -> None:
+    stream = settings.queue_name
+    poison = [
+        {b"nothing": b"here"},
+        {b"data": b"\xff not json"},
+        {b"data": raw_message("no_such_task", "poison-unknown", job={})},
+        {b"data": raw_message("enrich_artist", "poison-no-job")},
+        {
+            b"data": raw_message(
+                "enrich_artist",
+                "poison-label",
+                job={"name": "x"},
+                labels={"ack_type": "manual", "attempt": "two"},
+            )
+        },
+        # JSON may carry a lone surrogate (a Latin-1 terminal's bytes): the store cannot.
+        {b"data": raw_message("enrich_artist", "poison-text", job={"name": "Caf\udce9"})},
+    ]
+    for fields in poison:
+        await redis.xadd(stream, fields)  # type: ignore[arg-type]
+    good = await client.kick_artist(name="Mira Kestrel")
+    family = await client.wait_for_root(good, timeout=30)
+    assert family.root[-1].status == JobStatus.SUCCESS  # the worker lived on
+
+    letters = [d async for d in mongo[settings.mongodb_db][DEAD_LETTERS].find()]
+    assert sorted(d["reason"] for d in letters) == [
+        "the entry has no data field",
+        "the entry is not a task message: ValidationError",
+    ]
+    assert all(len(d["excerpt"]) <= 1024 for d in letters)
+    logs = mongo[settings.mongodb_db][LOGS]
+    for job_id in ("poison-unknown", "poison-no-job", "poison-label", "poison-text"):
+        [entry] = [doc async for doc in logs.find({"jobId": job_id})]
+        assert entry["status"] == "failed"
+        assert entry["error"]["type"] == "InvalidRequestError"
+        assert entry["error"]["retryable"] is False
+    await until(lambda: redis.xpending(stream, stream), lambda p: p["pending"] == 0, 10)
+
+
+async def test_oversized_text_is_refused_with_a_clear_error(client: EnrichmentClient) -> None:
+    with pytest.raises(InvalidRequestError, match="title: String should have at most 512"):
+        await client.kick_album(title="x" * 5_000_000)
+    with pytest.raises(InvalidRequestError, match="name is not valid Unicode text"):
+        await client.kick_artist(name="Caf\udce9")
+
+
+@pytest.fixture
+def flaky_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"job_retry_delay_seconds": 1.5})
+
+
+async def test_a_retry_waits_in_redis_and_survives_a_worker_restart(
+    flaky_settings: Settings, providers: LocalProviders, mongo: Any, redis: Redis
+) -> None:
+    settings = flaky_settings
+    mbid = ARTISTS["Harbor Lights"].mbid
+    providers.fail(f"/ws/2/artist/{mbid}", 500, times=settings.provider_retry_attempts)
+    first = create_broker(settings)
+    async with in_process_worker(first), EnrichmentClient(settings) as client:
+        job_id = await client.kick_artist(mbid=mbid)
+        waiting = await until(
+            lambda: client.timeline(job_id),
+            lambda t: len(t.root) == 2,
+            30,
+        )
+    failed, queued = waiting.root
+    assert failed.status == JobStatus.FAILED
+    assert failed.error is not None
+    assert (queued.attempt, queued.status) == (2, JobStatus.QUEUED)
+    assert queued.due_at is not None
+    assert queued.due_at > failed.finished_at
+    assert await redis.zcard(f"{settings.queue_name}:due") == 1  # waiting in Redis, not a slot
+
+    second = create_broker(settings)  # the first worker is gone: the retry is not lost
+    async with in_process_worker(second), EnrichmentClient(settings) as client:
+        family = await client.wait_for_root(job_id, timeout=30)
+    assert [(e.attempt, e.status) for e in family.root] == [(1, "failed"), (2, "success")]
+    await redis.delete(f"{settings.queue_name}:due")

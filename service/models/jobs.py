@@ -33,15 +33,9 @@ Url = Annotated[str, StringConstraints(max_length=4096)]
 class JobPayload(CamelModel):
     """What every task receives: its lineage. Subclasses add what to enrich."""
 
+    # Pydantic refuses text with lone surrogates (a Latin-1 terminal's bytes read as UTF-8),
+    # which the store could not encode: no validator of ours is needed for that.
     parent_job_id: Text | None = None
-
-    @model_validator(mode="after")
-    def _encodable_text(self) -> "JobPayload":
-        # A lone surrogate (a Latin-1 terminal's bytes read as UTF-8) cannot be stored.
-        for name, value in self:
-            if isinstance(value, str) and not _is_unicode(value):
-                raise ValueError(f"{name} is not valid Unicode text")
-        return self
 
     @property
     def display_name(self) -> str | None:
@@ -233,11 +227,3 @@ class CacheDetails(CamelModel):
     sha256: str | None = None
     deduplicated: bool = False
     http_status: int | None = None
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

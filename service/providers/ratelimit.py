@@ -8,6 +8,9 @@ from limits import RateLimitItem
 from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
+from redis.exceptions import RedisError
+
+from service.errors import BrokerUnavailableError
 
 MIN_WAIT_SECONDS = 0.01
 # Waiting a little past the window's reset absorbs the delay between the moment we count a
@@ -42,10 +45,16 @@ class SharedRateLimiter:
 
     async def acquire(self) -> None:
         """Block until one more request is allowed, then count it."""
-        while not await self._limiter.hit(self._item, self._key):
-            stats = await self._limiter.get_window_stats(self._item, self._key)
-            wait = stats.reset_time - time.time() + self._margin
-            await asyncio.sleep(max(wait, MIN_WAIT_SECONDS))
+        try:
+            while not await self._limiter.hit(self._item, self._key):
+                stats = await self._limiter.get_window_stats(self._item, self._key)
+                wait = stats.reset_time - time.time() + self._margin
+                await asyncio.sleep(max(wait, MIN_WAIT_SECONDS))
+        except (RedisError, OSError) as exc:
+            # The budget lives in Redis: without it no request may go out. A blip, not a bug.
+            raise BrokerUnavailableError(
+                f"rate limit {self._key}: Redis unavailable: {exc}"
+            ) from exc
 
     async def close(self) -> None:
         """Close the Redis connections (limits exposes no close of its own)."""

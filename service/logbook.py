@@ -236,8 +236,10 @@ def _lost(entry: LogEntry) -> JobError:
 async def _mark_lost(logs: AsyncCollection[Record], entry: LogEntry, max_attempts: int) -> bool:
     error = _lost(entry)
     if entry.attempt >= max_attempts:
-        lost = entry.attempt  # every attempt so far ended this way or another: say so
-        error.message += f"; no attempts left ({lost} of {max_attempts} used)"
+        earlier = await logs.count_documents({"jobId": entry.job_id, "error.type": LOST})
+        error.message += (
+            f"; worker lost {earlier + 1} time(s), no attempts left ({max_attempts} used)"
+        )
     now = utc_now()
     started = entry.started_at or now
     result = await logs.update_one(

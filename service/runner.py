@@ -94,6 +94,11 @@ class JobRunner:
         self._running.add(task)
         try:
             await self._deliver(spec, raw_payload, context.message)
+        except Exception:  # a bug: the message must not be held (renewed) forever
+            logger.exception(
+                "delivery of %s failed; retried after a lease", context.message.task_id
+            )
+            self._release(context.message)
         finally:
             self._running.discard(task)
 
@@ -150,7 +155,6 @@ class JobRunner:
         return self._resources.store.logs
 
     async def _deliver(self, spec: AnySpec, raw_payload: Any, message: TaskiqMessage) -> None:
-        stream_id = message.labels.get(STREAM_ID_LABEL)
         begin = await self._begin(spec, raw_payload, message)
         if begin is None:
             return
@@ -158,8 +162,7 @@ class JobRunner:
             await self._acknowledge(message)
             return
         if begin.decision == Decision.HELD:
-            if isinstance(self._broker, LeasedStreamBroker) and stream_id:
-                self._broker.release(str(stream_id))
+            self._release(message)
             return
         attempt = Attempt(
             message.task_id, begin.attempt, _parent_of(raw_payload), utc_now(),
@@ -365,6 +368,11 @@ class JobRunner:
         except BrokerUnavailableError as exc:
             # Redelivered a lease later, and acknowledged then: the log says it is done.
             logger.warning("%s: %s", message.task_id, exc)
+
+    def _release(self, message: TaskiqMessage) -> None:
+        stream_id = message.labels.get(STREAM_ID_LABEL)
+        if isinstance(self._broker, LeasedStreamBroker) and stream_id:
+            self._broker.release(str(stream_id))
 
     async def _give_up(self, message: TaskiqMessage) -> None:
         stream_id = message.labels.get(STREAM_ID_LABEL)

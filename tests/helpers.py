@@ -108,3 +108,15 @@ async def wait_until_listening(log_path: Path, processes: int) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"workers did not start listening:\n{text}")
+
+
+async def enrichment(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `enrichment` command with the test's environment."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "service.cli", *args],
+        env={**os.environ, "COLUMNS": "200", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -1,5 +1,6 @@
 """The dashboard under Streamlit's AppTest, against a store seeded by real job families."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from service import queries
 from service.client import EnrichmentClient
 from service.executors import SyncExecutor
 from service.queries import RootFilters
-from service.store import LOGS, make_sync_client
+from service.store import DEAD_LETTERS, LOGS, make_sync_client
 from tests.helpers import DASHBOARD_APP
 
 APP = DASHBOARD_APP
@@ -182,3 +183,22 @@ async def test_legacy_view_shows_documents_the_migration_tagged(
         assert logs.count_documents({"legacy": True}) == 2
     at = run(AppTest.from_function(_legacy_script, default_timeout=30))
     assert sorted(at.dataframe[0].value["job id"]) == ["pre-1", "pre-2"]
+
+
+async def test_dead_letters_view_lists_what_could_not_be_a_job(
+    dashboard_env: None, settings: Any, mongo: Any
+) -> None:
+    await mongo[settings.mongodb_db][DEAD_LETTERS].insert_one(
+        {"streamId": "1-0", "queue": "q", "reason": "the entry has no data field",
+         "excerpt": "nothing=here", "at": datetime.now(UTC)}
+    )  # fmt: skip
+    at = run(AppTest.from_function(_dead_letters_script, default_timeout=30))
+    frame = at.dataframe[0].value
+    assert list(frame["reason"]) == ["the entry has no data field"]
+    assert list(frame["stream id"]) == ["1-0"]
+
+
+def _dead_letters_script() -> None:
+    from dashboard import views
+
+    views.dead_letters_view()

@@ -1,10 +1,6 @@
 """The `enrichment` command line against a running worker."""
 
-import asyncio
-import os
 import re
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -13,18 +9,7 @@ from service.client import EnrichmentClient
 from service.config import Settings
 from service.errors import BrokerUnavailableError
 from service.models.views import ROLLUP_COLUMNS
-from tests.helpers import free_port
-
-
-async def enrichment(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "service.cli", *args],
-        env={**os.environ, "COLUMNS": "200", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.helpers import enrichment, free_port
 
 
 async def test_kick_roots_and_timeline(

@@ -33,6 +33,7 @@ from service.providers.ratelimit import SharedRateLimiter
 from service.spawning import kick_job
 from service.store import DEAD_LETTERS, LOGS
 from tests.helpers import (
+    enrichment,
     free_port,
     start_store_process,
     start_worker,
@@ -303,7 +304,11 @@ def flaky_settings(settings: Settings) -> Settings:
 
 
 async def test_a_retry_waits_in_redis_and_survives_a_worker_restart(
-    flaky_settings: Settings, providers: LocalProviders, mongo: Any, redis: Redis
+    flaky_settings: Settings,
+    settings_env: dict[str, str],
+    providers: LocalProviders,
+    mongo: Any,
+    redis: Redis,
 ) -> None:
     settings = flaky_settings
     mbid = ARTISTS["Harbor Lights"].mbid
@@ -323,6 +328,9 @@ async def test_a_retry_waits_in_redis_and_survives_a_worker_restart(
     assert queued.due_at is not None
     assert queued.due_at > failed.finished_at
     assert await redis.zcard(f"{settings.queue_name}:due") == 1  # waiting in Redis, not a slot
+    shown = await enrichment(settings_env, "timeline", job_id)
+    assert "queued" in shown.stdout
+    assert "retry due at" in shown.stdout
 
     second = create_broker(settings)  # the first worker is gone: the retry is not lost
     async with in_process_worker(second), EnrichmentClient(settings) as client:

@@ -14,6 +14,7 @@ import os
 import random
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -53,6 +54,8 @@ from service.streams import STREAM_ID_LABEL, LeasedStreamBroker, Poison
 
 logger = logging.getLogger(__name__)
 FINISH_RETRY_SECONDS = 2.0
+REDIS_RETRY_SECONDS = 0.5
+MAX_REDIS_RETRY_SECONDS = 5.0
 
 
 @dataclass
@@ -341,12 +344,10 @@ class JobRunner:
         logger.info("retrying %s in %.1fs (attempt %d)", message.task_id, delay, retry.attempt)
         stream_id = message.labels.get(STREAM_ID_LABEL)
         if isinstance(self._broker, LeasedStreamBroker) and stream_id:
-            try:
-                await self._broker.schedule_retry(
-                    message.model_copy(update={"labels": labels}), time.time() + delay, stream_id
-                )
-            except BrokerUnavailableError as exc:  # redelivered a lease later: runs the retry
-                logger.warning("%s: %s", message.task_id, exc)
+            broker, delayed = self._broker, message.model_copy(update={"labels": labels})
+            await self._until_redis(
+                message, lambda: broker.schedule_retry(delayed, time.time() + delay, stream_id)
+            )
             return
         # The in-process broker (the demo without Redis) has no stream to wait in.
         self._spawn_background(self._kick_later(message, labels, delay))
@@ -363,11 +364,36 @@ class JobRunner:
         stream_id = message.labels.get(STREAM_ID_LABEL)
         if not isinstance(self._broker, LeasedStreamBroker) or not stream_id:
             return
+        broker = self._broker
+        await self._until_redis(message, lambda: broker.acknowledge(str(stream_id)))
+
+    async def _until_redis(
+        self, message: TaskiqMessage, action: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Do a Redis step now, or keep trying in the background once Redis is back.
+
+        The message stays held meanwhile (its lease renewed when Redis answers), so no other
+        worker takes it; if this worker stops first, the redelivery finds the log says done.
+        """
         try:
-            await self._broker.acknowledge(str(stream_id))
+            await action()
         except BrokerUnavailableError as exc:
-            # Redelivered a lease later, and acknowledged then: the log says it is done.
-            logger.warning("%s: %s", message.task_id, exc)
+            logger.warning("%s: %s; will keep trying", message.task_id, exc)
+            self._spawn_background(self._retry_redis(message, action))
+
+    async def _retry_redis(
+        self, message: TaskiqMessage, action: Callable[[], Awaitable[None]]
+    ) -> None:
+        wait = REDIS_RETRY_SECONDS
+        while True:
+            await asyncio.sleep(wait)
+            try:
+                await action()
+            except BrokerUnavailableError:
+                wait = min(wait * 2, MAX_REDIS_RETRY_SECONDS)
+            else:
+                logger.info("%s: done after Redis came back", message.task_id)
+                return
 
     def _release(self, message: TaskiqMessage) -> None:
         stream_id = message.labels.get(STREAM_ID_LABEL)

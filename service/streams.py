@@ -117,7 +117,6 @@ class LeasedStreamBroker(RedisStreamBroker):
         """Queue `message` until `due` (epoch seconds) and acknowledge the delivery, together."""
         labels = {k: v for k, v in message.labels.items() if k != STREAM_ID_LABEL}
         data = self.formatter.dumps(message.model_copy(update={"labels": labels})).message
-        self.held.discard(stream_id)
         try:
             async with (
                 Redis(connection_pool=self.connection_pool) as redis,
@@ -126,8 +125,9 @@ class LeasedStreamBroker(RedisStreamBroker):
                 pipe.zadd(self.due_key, {data: due})
                 pipe.xack(self.queue_name, self.consumer_group_name, stream_id)
                 await pipe.execute()
-        except RedisError as exc:
+        except RedisError as exc:  # still held (its lease renewed): the caller tries again
             raise BrokerUnavailableError(f"could not schedule the retry: {exc}") from exc
+        self.held.discard(stream_id)
 
     def release(self, stream_id: str) -> None:
         """Stop renewing a message this worker will not run (another worker holds it)."""
@@ -135,12 +135,12 @@ class LeasedStreamBroker(RedisStreamBroker):
 
     async def acknowledge(self, stream_id: str) -> None:
         """Acknowledge a delivery: its work is done and logged."""
-        self.held.discard(stream_id)
         try:
             async with Redis(connection_pool=self.connection_pool) as redis:
                 await redis.xack(self.queue_name, self.consumer_group_name, stream_id)
-        except RedisError as exc:
+        except RedisError as exc:  # still held (its lease renewed): the caller tries again
             raise BrokerUnavailableError(f"could not acknowledge {stream_id}: {exc}") from exc
+        self.held.discard(stream_id)
 
     async def abandon(self, stream_id: str) -> None:
         """Give a message up at once (shutdown): another worker may reclaim it right away."""

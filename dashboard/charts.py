@@ -13,7 +13,11 @@ STATUS_COLOURS: dict[str, str] = {
     JobStatus.SUCCESS: "#2e9d5b",
     JobStatus.FAILED: "#d1453b",
     JobStatus.SKIPPED: "#d9a21b",
+    "lost": "#7a3e9d",
+    "cancelled": "#8c8c8c",
 }
+# Attempts that ended because their worker did, shown apart from the job's own failures.
+INTERRUPTED = {"WorkerLostError": "lost", "JobCancelledError": "cancelled"}
 
 
 def timeline_frame(entries: list[LogEntry], now: datetime | None = None) -> pd.DataFrame:
@@ -43,6 +47,8 @@ def _bar(
     kind: str, order: int, label: str, start: datetime, end: datetime, entry: LogEntry
 ) -> dict[str, object]:
     status = JobStatus.QUEUED if kind == "wait" else entry.status or "unknown"
+    if kind == "run" and entry.error is not None and entry.error.type in INTERRUPTED:
+        status = INTERRUPTED[entry.error.type]  # not the job's fault: drawn apart
     return {
         "kind": kind,
         "order": order,

@@ -14,6 +14,8 @@ from service.config import Settings
 from service.embedded_store import ensure_store, is_listening, serve_embedded_store
 from service.errors import ConfigurationError, EnrichmentError, StoreUnavailableError
 from service.models import JobStatus
+from service.models.base import utc_now
+from service.queries import unfinished
 from service.registry import JOBS
 from service.render import roots_table, timeline_table
 from service.store import LOGS, make_sync_client
@@ -243,6 +245,14 @@ async def _timeline(args: argparse.Namespace, settings: Settings) -> int:
     async with EnrichmentClient(settings) as client:
         timeline = await client.timeline(args.job_id)
     console.print(timeline_table(timeline))
+    for job in unfinished(
+        args.job_id,
+        timeline.entries,
+        max_attempts=settings.job_max_attempts,
+        lease_seconds=settings.job_lease_seconds,
+        now=utc_now(),
+    ):
+        console.print(f"unfinished: {job.describe()}", markup=False, highlight=False)
     return 0 if timeline.entries else 1
 
 

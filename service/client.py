@@ -22,7 +22,7 @@ from service.errors import (
     WaitTimeoutError,
 )
 from service.executors import Plan
-from service.logbook import queue_entries, write_log
+from service.logbook import entry_document, queue_entries
 from service.models import JobError, JobStatus, JobType, LogEntry
 from service.models.base import utc_now
 from service.models.jobs import AlbumJob, ArtistJob, JobPayload
@@ -112,7 +112,7 @@ class EnrichmentClient:
         try:
             await kick_job(await self._started_broker(), job_type, job_id, dict(raw))
         except BrokerUnavailableError as exc:
-            await _never_sent(store, entry, exc, timeout)
+            await _never_sent(store, entry, exc)
             raise
         return job_id
 
@@ -191,11 +191,15 @@ def _payload[P: JobPayload](model: type[P], **fields: Any) -> P:
         raise InvalidRequestError(reasons) from exc
 
 
-async def _never_sent(store: Store, entry: LogEntry, exc: Exception, timeout: float) -> None:
+async def _never_sent(store: Store, entry: LogEntry, exc: Exception) -> None:
     # The queued entry must not wait forever for a message that was never sent.
     error = JobError(type=type(exc).__name__, message=f"never sent: {exc}", retryable=False)
     failed = entry.model_copy(
         update={"status": JobStatus.FAILED, "error": error, "finished_at": utc_now()}
     )
-    with suppress(StoreUnavailableError):
-        await write_log(store.logs, failed, timeout=timeout)
+    # Only while still queued: if the message did go out, a worker's entry stands.
+    with suppress(PyMongoError):
+        await store.logs.update_one(
+            {"jobId": entry.job_id, "attempt": entry.attempt, "status": JobStatus.QUEUED.value},
+            {"$set": entry_document(failed)},
+        )

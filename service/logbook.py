@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
+from bson.errors import BSONError
 from pymongo import DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
@@ -35,6 +36,10 @@ MAX_DETAIL_CHARS = 4_000
 MAX_DETAIL_ITEMS = 200
 LOST = "WorkerLostError"
 CANCELLED = "JobCancelledError"
+
+
+class LogRefusedError(EnrichmentError):
+    """The store refused a log document (not a connection fault): retrying will not help."""
 
 
 class WorkerLostError(EnrichmentError):
@@ -92,13 +97,37 @@ class Begin:
 async def write_log(logs: AsyncCollection[Record], entry: LogEntry, *, timeout: float) -> None:
     """Upsert one attempt's log on (jobId, attempt), retrying while the store is unreachable."""
     document = entry_document(entry)
+    where = {"jobId": document["jobId"], "attempt": entry.attempt}
     await _retrying(
         timeout,
-        f"the log of {entry.job_id}",
-        lambda: logs.replace_one(
-            {"jobId": entry.job_id, "attempt": entry.attempt}, document, upsert=True
-        ),
+        f"the log of {document['jobId']}",
+        lambda: logs.replace_one(where, document, upsert=True),
     )
+
+
+async def write_outcome(logs: AsyncCollection[Record], entry: LogEntry, *, timeout: float) -> bool:
+    """Record how a running attempt ended, if this worker still holds it.
+
+    False when another worker took it over meanwhile (this worker went silent past its
+    lease and the attempt was recorded as lost): the stale outcome is not written.
+    """
+    document = entry_document(entry)
+    worker = document.get("worker") or {}
+    holder = {
+        "jobId": document["jobId"],
+        "attempt": entry.attempt,
+        "status": JobStatus.RUNNING.value,
+        "worker.host": worker.get("host"),
+        "worker.pid": worker.get("pid"),
+    }
+    written: list[int] = []
+
+    async def replace() -> None:
+        result = await logs.replace_one(holder, document)
+        written.append(result.matched_count)
+
+    await _retrying(timeout, f"the log of {document['jobId']}", replace)
+    return bool(written and written[-1])
 
 
 async def queue_entries(
@@ -116,6 +145,18 @@ async def queue_entries(
         for entry in entries
     ]
     await _retrying(timeout, "queued entries", lambda: logs.bulk_write(writes, ordered=False))
+
+
+async def forget_queued(logs: AsyncCollection[Record], job_ids: list[str]) -> None:
+    """Remove the queued entries of jobs whose message was never sent (best effort)."""
+    if not job_ids:
+        return
+    try:
+        await logs.delete_many(
+            {"jobId": {"$in": job_ids}, "attempt": 1, "status": JobStatus.QUEUED.value}
+        )
+    except PyMongoError as exc:
+        logger.warning("could not remove %d unsent queued entries: %s", len(job_ids), exc)
 
 
 async def heartbeat(
@@ -184,10 +225,12 @@ async def _decide(
         if not await _mark_lost(logs, entry, max_attempts):
             return None
         entry = entry.model_copy(update={"status": JobStatus.FAILED, "error": _lost(entry)})
-    if entry.status == JobStatus.FAILED and entry.error and entry.error.type in (LOST, CANCELLED):
+    if entry.status == JobStatus.FAILED and entry.error is not None and entry.error.retryable:
+        # Lost, cancelled, or failed with its retry never recorded (the store went away
+        # between the two writes): this delivery is the next attempt, if one is left.
         if entry.attempt >= max_attempts:
             return Begin(Decision.EXHAUSTED)
-        return await _start(logs, running, entry.attempt + 1, entry.queued_at)
+        return await _start(logs, running, entry.attempt + 1, None)
     return Begin(Decision.DONE)
 
 
@@ -276,5 +319,5 @@ async def _retrying(timeout: float, what: str, write: Any) -> None:
                 await write()
     except ConnectionFailure as exc:
         raise StoreUnavailableError(f"could not write {what}: {exc}") from exc
-    except PyMongoError as exc:
-        raise StoreUnavailableError(f"the store refused {what}: {exc}") from exc
+    except (PyMongoError, BSONError) as exc:  # not a blip: retrying would not help
+        raise LogRefusedError(f"the store refused {what}: {exc}") from exc

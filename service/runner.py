@@ -36,12 +36,15 @@ from service.errors import (
 )
 from service.logbook import (
     Decision,
+    LogRefusedError,
     begin_attempt,
     describe_error,
+    forget_queued,
     heartbeat,
     queue_entries,
     storable,
     write_log,
+    write_outcome,
 )
 from service.models import JobStatus, LogEntry, WorkerInfo
 from service.models.base import utc_now
@@ -50,7 +53,7 @@ from service.models.views import DeadLetter
 from service.processing import AnySpec, JobRun
 from service.resources import WorkerResources
 from service.spawning import ATTEMPT_LABEL, child_job_id, claim_entity, kick_job, queued_entry
-from service.streams import STREAM_ID_LABEL, LeasedStreamBroker, Poison
+from service.streams import MAX_ATTEMPT_LABEL, STREAM_ID_LABEL, LeasedStreamBroker, Poison
 
 logger = logging.getLogger(__name__)
 FINISH_RETRY_SECONDS = 2.0
@@ -267,10 +270,17 @@ class JobRunner:
             [queued_entry(job_id, job_type, payload) for job_id, job_type, payload in children],
             timeout=self._settings.log_write_timeout_seconds,
         )
-        for child_id, job_type, payload in children:
-            await kick_job(
-                self._broker, job_type, child_id, payload.model_dump(mode="json", by_alias=True)
-            )
+        for sent, (child_id, job_type, payload) in enumerate(children):
+            try:
+                await kick_job(
+                    self._broker, job_type, child_id, payload.model_dump(mode="json", by_alias=True)
+                )
+            except BrokerUnavailableError:
+                # Unsent children must not wait on the timeline for a message that never
+                # comes: this attempt fails (retryable) and its retry queues them again.
+                unsent = [job_id for job_id, _, _ in children[sent:]]
+                await forget_queued(self._logs, unsent)
+                raise
             run.spawned_job_ids.append(child_id)
 
     def _entry(self, run: JobRun[Any], attempt: Attempt, error: BaseException | None) -> LogEntry:
@@ -299,7 +309,23 @@ class JobRunner:
         self, run: JobRun[Any], attempt: Attempt, error: BaseException | None
     ) -> None:
         timeout = self._settings.log_write_timeout_seconds
-        await write_log(self._logs, self._entry(run, attempt, error), timeout=timeout)
+        entry = self._entry(run, attempt, error)
+        try:
+            held = await write_outcome(self._logs, entry, timeout=timeout)
+        except LogRefusedError as refused:
+            # Never unlogged: the attempt is recorded without what the store refused.
+            error = refused
+            bare = entry.model_copy(
+                update={"status": JobStatus.FAILED, "error": describe_error(refused),
+                        "details": {}, "fields_enriched": []}
+            )  # fmt: skip
+            held = await write_outcome(self._logs, bare, timeout=timeout)
+        if not held:
+            # Another worker took this attempt over (this one went silent past its lease):
+            # its outcome stands; this stale one is dropped and the message left to it.
+            logger.warning("%s attempt %d was taken over", attempt.job_id, attempt.number)
+            self._release(attempt.message)
+            return
         retryable = error is not None and describe_error(error).retryable
         if retryable and attempt.number < self._settings.job_max_attempts:
             await self._schedule_retry(attempt)
@@ -407,7 +433,8 @@ class JobRunner:
 
     async def _write_cancelled(self, entry: LogEntry, message: TaskiqMessage) -> None:
         try:
-            await write_log(self._logs, entry, timeout=self._settings.log_write_timeout_seconds)
+            timeout = self._settings.log_write_timeout_seconds
+            await write_outcome(self._logs, entry, timeout=timeout)
         finally:
             await self._give_up(message)
 
@@ -422,12 +449,20 @@ class JobRunner:
     def _spawn_background(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A loop that stops (heartbeats, leases) must say so, not fall silent.
+            logger.error("background task %s failed", task, exc_info=task.exception())
 
 
 def _attempt_label(message: TaskiqMessage) -> int | None:
     value = message.labels.get(ATTEMPT_LABEL)
-    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
+    if not (isinstance(value, int | str) and str(value).isdecimal()):
+        return None
+    return int(value) if 1 <= int(value) <= MAX_ATTEMPT_LABEL else None
 
 
 def _display_name(spec: AnySpec, raw_payload: Any) -> str | None:

@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 STREAM_ID_LABEL = "stream_id"  # which stream entry a delivery came from (set on reading)
 ATTEMPT_LABEL = "attempt"
 EXCERPT_BYTES = 1_024
+MAX_JOB_ID_CHARS = 512
+MAX_ATTEMPT_LABEL = 1_000
+RECLAIM_CHECK_SECONDS = 1.0
 MAX_RECONNECT_WAIT_SECONDS = 5.0
 # Moves due retries back onto the stream, atomically: a retry is never lost or doubled.
 RELEASE_DUE = """
@@ -76,6 +79,8 @@ class LeasedStreamBroker(RedisStreamBroker):
         self.held: set[str] = set()
         self.on_poison: PoisonHandler | None = None
         self._lease_ms = round(settings.job_lease_seconds * 1000)
+        self._claim_cursor: bytes | str = "0-0"
+        self._next_reclaim = 0.0
 
     async def listen(self) -> AsyncGenerator[AckableMessage]:
         """Yield one deliverable message per request, reconnecting after Redis faults."""
@@ -160,6 +165,13 @@ class LeasedStreamBroker(RedisStreamBroker):
             logger.warning("could not give up %s: %s", stream_id, exc)
 
     async def _next(self, redis: Redis) -> AckableMessage | None:
+        # A dead worker's messages first (checked every second, also under a backlog), then
+        # due retries onto the stream, then one new message.
+        if time.monotonic() >= self._next_reclaim:
+            self._next_reclaim = time.monotonic() + RECLAIM_CHECK_SECONDS
+            claimed = await self._reclaim(redis)
+            if claimed is not None:
+                return await self._admit(redis, *claimed)
         await redis.eval(RELEASE_DUE, 2, self.due_key, self.queue_name, time.time())
         reply: StreamReply = await redis.xreadgroup(  # type: ignore[assignment]
             self.consumer_group_name,
@@ -171,24 +183,33 @@ class LeasedStreamBroker(RedisStreamBroker):
         for _stream, messages in reply or ():
             for message_id, fields in messages:
                 return await self._admit(redis, message_id, fields)
-        _cursor, claimed, deleted = await redis.xautoclaim(
+        return None
+
+    async def _reclaim(self, redis: Redis) -> tuple[bytes, dict[bytes, bytes]] | None:
+        """One message whose lease lapsed, if any; the scan resumes where it stopped."""
+        reply = await redis.xautoclaim(
             self.queue_name,
             self.consumer_group_name,
             self.consumer_name,
             min_idle_time=self.idle_timeout,
+            start_id=self._claim_cursor,
             count=1,
         )
-        if deleted:  # trimmed from the stream while pending: nothing left to run
+        # Redis 7 adds the ids it found deleted from the stream (trimmed while pending).
+        cursor, claimed, deleted = (*reply, [])[:3]
+        self._claim_cursor = cursor or "0-0"
+        if deleted:
             await redis.xack(self.queue_name, self.consumer_group_name, *deleted)
-        for message_id, fields in claimed:
-            return await self._admit(redis, message_id, fields)
-        return None
+        return claimed[0] if claimed else None
 
     async def _admit(
         self, redis: Redis, message_id: bytes, fields: dict[bytes, bytes]
     ) -> AckableMessage | None:
         stream_id = message_id.decode()
-        message, reason = self._decode(fields)
+        try:
+            message, reason = self._decode(fields)
+        except Exception as exc:  # whatever an entry holds, it must not stop the listener
+            message, reason = None, f"the entry cannot be read: {type(exc).__name__}"
         if reason is not None:
             await self._reject(redis, Poison(stream_id, reason, _excerpt(fields), message))
             return None
@@ -206,16 +227,11 @@ class LeasedStreamBroker(RedisStreamBroker):
             return None, "the entry has no data field"
         try:
             message = self.formatter.loads(data)
-        except (ValueError, ValidationError, TypeError) as exc:
+        except (ValueError, ValidationError, TypeError, RecursionError) as exc:
             return None, f"the entry is not a task message: {type(exc).__name__}"
-        if self.find_task(message.task_name) is None:
-            return message, f"unknown task {message.task_name[:100]!r}"
-        if not isinstance(message.kwargs.get("job"), dict):
-            return message, "the message has no job payload"
-        attempt = message.labels.get(ATTEMPT_LABEL, 1)
-        if not (isinstance(attempt, int | str) and str(attempt).isdigit() and int(attempt) >= 1):
-            return message, f"attempt label {str(attempt)[:50]!r} is not a positive number"
-        return message, None
+        if not _is_job_id(message.task_id):
+            return None, "the task id is not a job id (empty, too long or not text)"
+        return message, _invalid(message, self.find_task(message.task_name) is not None)
 
     async def _reject(self, redis: Redis, poison: Poison) -> None:
         logger.warning("refusing stream entry %s: %s", poison.stream_id, poison.reason)
@@ -225,6 +241,8 @@ class LeasedStreamBroker(RedisStreamBroker):
             except EnrichmentError as exc:  # the store is down: tried again a lease later
                 logger.warning("could not record %s: %s", poison.stream_id, exc)
                 return
+            except Exception:  # recording poison must never stop the listener
+                logger.exception("could not record %s; acknowledging it", poison.stream_id)
         await redis.xack(self.queue_name, self.consumer_group_name, poison.stream_id)
 
     async def _recover(self, exc: RedisError, failures: int) -> None:
@@ -238,6 +256,47 @@ class LeasedStreamBroker(RedisStreamBroker):
         wait = min(0.1 * 2**failures, MAX_RECONNECT_WAIT_SECONDS)
         logger.warning("Redis unavailable (%s): retrying in %.1fs", exc, wait)
         await asyncio.sleep(wait)
+
+
+def _invalid(message: TaskiqMessage, known_task: bool) -> str | None:
+    """Why a decoded message cannot run as one of our jobs, or None."""
+    labels = message.labels
+    if not known_task:
+        return f"unknown task {message.task_name[:100]!r}"
+    if (
+        message.args
+        or set(message.kwargs) != {"job"}
+        or not isinstance(message.kwargs["job"], dict)
+    ):
+        return "the message does not hold exactly one job payload"
+    if labels.get("ack_type", "manual") != "manual":
+        return "the message is not acknowledged manually (ack_type)"
+    if "timeout" in labels and not _is_number(labels["timeout"]):
+        return "the timeout label is not a number"
+    attempt = labels.get(ATTEMPT_LABEL, 1)
+    if not (isinstance(attempt, int | str) and str(attempt).isdecimal()):
+        return f"attempt label {str(attempt)[:50]!r} is not a positive number"
+    if not 1 <= int(attempt) <= MAX_ATTEMPT_LABEL:
+        return f"attempt label {str(attempt)[:50]!r} is out of range"
+    return None
+
+
+def _is_number(value: object) -> bool:
+    try:
+        float(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_job_id(value: object) -> bool:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_JOB_ID_CHARS:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _excerpt(fields: dict[bytes, bytes]) -> str:

@@ -27,11 +27,12 @@ from service.config import Settings
 from service.demo.catalogue import ALBUMS, ARTISTS
 from service.demo.providers import LocalProviders
 from service.errors import BrokerUnavailableError, InvalidRequestError
-from service.models import JobStatus, LogEntry
+from service.logbook import Decision, begin_attempt, write_log
+from service.models import JobError, JobStatus, LogEntry
 from service.models.views import Timeline
 from service.providers.ratelimit import SharedRateLimiter
 from service.spawning import kick_job
-from service.store import DEAD_LETTERS, LOGS
+from service.store import DEAD_LETTERS, LOGS, connect_store
 from tests.helpers import (
     enrichment,
     free_port,
@@ -131,9 +132,16 @@ async def test_a_backlog_behind_a_slow_provider_runs_every_attempt_once(
                 )
                 for i in range(20)
             ]
+            held = []
+            for _ in range(10):  # the worker holds only what it runs: 2 at a time
+                await asyncio.sleep(0.5)
+                held.append(
+                    (await redis.xpending(settings.queue_name, settings.queue_name))["pending"]
+                )
             families = [await client.wait_for_root(root, timeout=120) for root in roots]
     finally:
         stop_worker(process)
+    assert max(held) <= 2, held
     attempts = Counter(e.job_id for family in families for e in family.entries)
     assert set(attempts.values()) == {1}, attempts  # no attempt ran twice
     # Each Discogs job asks for the artist and its masters: 2 requests, once each.
@@ -269,6 +277,22 @@ async def test_poison_is_recorded_in_one_delivery_and_the_next_message_runs(
         },
         # JSON may carry a lone surrogate (a Latin-1 terminal's bytes): the store cannot.
         {b"data": raw_message("enrich_artist", "poison-text", job={"name": "Caf\udce9"})},
+        {b"data": raw_message("enrich_artist", "Caf\udce9", job={"name": "x"})},
+        {
+            b"data": raw_message(
+                "enrich_artist",
+                "poison-digit",
+                job={"name": "x"},
+                labels={"ack_type": "manual", "attempt": "²"},
+            )
+        },
+        {
+            b"data": raw_message(
+                "enrich_artist", "poison-ack", job={"name": "x"}, labels={"ack_type": "bogus"}
+            )
+        },
+        {b"data": raw_message("enrich_artist", "poison-extra", job={"name": "x"}, more=1)},
+        {b"data": b"[" * 100_000 + b"]" * 100_000},
     ]
     for fields in poison:
         await redis.xadd(stream, fields)  # type: ignore[arg-type]
@@ -279,16 +303,22 @@ async def test_poison_is_recorded_in_one_delivery_and_the_next_message_runs(
     letters = [d async for d in mongo[settings.mongodb_db][DEAD_LETTERS].find()]
     assert sorted(d["reason"] for d in letters) == [
         "the entry has no data field",
+        "the entry is not a task message: RecursionError",
         "the entry is not a task message: UnicodeDecodeError",
+        "the task id is not a job id (empty, too long or not text)",
     ]
     assert all(len(d["excerpt"]) <= 1024 for d in letters)
     logs = mongo[settings.mongodb_db][LOGS]
-    for job_id in ("poison-unknown", "poison-no-job", "poison-label", "poison-text"):
+    failed = ["poison-unknown", "poison-no-job", "poison-label", "poison-text", "poison-digit"]
+    for job_id in [*failed, "poison-ack", "poison-extra"]:
         [entry] = [doc async for doc in logs.find({"jobId": job_id})]
         assert entry["status"] == "failed"
         assert entry["error"]["type"] == "InvalidRequestError"
         assert entry["error"]["retryable"] is False
     await until(lambda: redis.xpending(stream, stream), lambda p: p["pending"] == 0, 10)
+    # Each was delivered once: recorded once, never redelivered.
+    assert len(letters) == 4
+    assert await logs.count_documents({"jobId": {"$regex": "^poison-"}}) == 7
 
 
 async def test_oversized_text_is_refused_with_a_clear_error(client: EnrichmentClient) -> None:
@@ -331,6 +361,7 @@ async def test_a_retry_waits_in_redis_and_survives_a_worker_restart(
     shown = await enrichment(settings_env, "timeline", job_id)
     assert "queued" in shown.stdout
     assert "retry due at" in shown.stdout
+    assert f"unfinished: {job_id} due (attempt 2 of 3, due at" in shown.stdout
 
     second = create_broker(settings)  # the first worker is gone: the retry is not lost
     async with in_process_worker(second), EnrichmentClient(settings) as client:
@@ -353,3 +384,32 @@ async def test_redis_unreachable_is_a_retryable_fault_when_kicking_and_rate_limi
         await limiter.acquire()
     assert limiting.value.retryable is True
     await limiter.close()
+
+
+async def test_a_failed_attempt_whose_retry_was_never_recorded_runs_again(
+    settings: Settings, mongo: Any
+) -> None:
+    # The store went away between the failed attempt's write and its retry's: the next
+    # delivery must run attempt 2, not take the job for done.
+    store = await connect_store(settings)
+    try:
+        failed = LogEntry(
+            job_id="half-written", attempt=1, status=JobStatus.FAILED, is_root_job=True,
+            error=JobError(type="ProviderUnavailableError", message="503", retryable=True),
+        )  # fmt: skip
+        await write_log(store.logs, failed, timeout=5)
+        running = LogEntry(job_id="half-written", status=JobStatus.RUNNING, is_root_job=True)
+        begin = await begin_attempt(
+            store.logs, job_id="half-written", first_attempt=1, max_attempts=3,
+            lease_seconds=LEASE, running=running,
+        )  # fmt: skip
+        assert (begin.decision, begin.attempt) == (Decision.RUN, 2)
+        last = failed.model_copy(update={"job_id": "spent", "attempt": 3})
+        await write_log(store.logs, last, timeout=5)
+        spent = await begin_attempt(
+            store.logs, job_id="spent", first_attempt=1, max_attempts=3,
+            lease_seconds=LEASE, running=running.model_copy(update={"job_id": "spent"}),
+        )  # fmt: skip
+        assert spent.decision == Decision.EXHAUSTED
+    finally:
+        await store.close()

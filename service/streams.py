@@ -16,7 +16,11 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from taskiq import AckableMessage, TaskiqMessage
 from taskiq_redis import RedisStreamBroker
 
@@ -73,6 +77,11 @@ class LeasedStreamBroker(RedisStreamBroker):
             xread_block=1000,
             xread_count=1,
             unacknowledged_batch_size=1,
+            # A connection Redis closed (a restart) is reopened and the command sent again. A
+            # command that did reach Redis may thus arrive twice: a kick then delivers twice,
+            # and the log (`begin_attempt`) runs it once.
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         self.due_key = f"{settings.queue_name}:due"
         self.heartbeat_seconds = settings.heartbeat_seconds

@@ -150,25 +150,22 @@ async def test_a_backlog_behind_a_slow_provider_runs_every_attempt_once(
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    """A redis-server of the test's own (AOF, fsync always) that the test may restart."""
+def own_redis(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """A redis-server of the test's own (AOF, fsync always, or none) the test may restart."""
     port = free_port()
     started: list[subprocess.Popen[bytes]] = []
 
-    def start() -> subprocess.Popen[bytes]:
+    def start(persist: bool = True) -> subprocess.Popen[bytes]:
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if persist else []
         process = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+             "--save", "", *aof],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         started.append(process)
+        ping = ["redis-cli", "-p", str(port), "ping"]
         for _ in range(100):
-            if (
-                subprocess.run(
-                    ["redis-cli", "-p", str(port), "ping"], capture_output=True
-                ).returncode
-                == 0
-            ):
+            if subprocess.run(ping, capture_output=True, check=False).returncode == 0:
                 break
             time.sleep(0.05)
         return process
@@ -413,3 +410,23 @@ async def test_a_failed_attempt_whose_retry_was_never_recorded_runs_again(
         assert spent.decision == Decision.EXHAUSTED
     finally:
         await store.close()
+
+
+async def test_a_root_kicked_into_a_redis_restarted_empty_is_not_skipped(
+    settings: Settings, mongo: Any, own_redis: Any
+) -> None:
+    # Without persistence the stream and its consumer group are gone after a restart. A
+    # client whose broker is already started kicks at once; the worker comes back and must
+    # recreate the group from the stream's start, not from its end.
+    redis_process = own_redis(persist=False)
+    settings = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{own_redis.port}/0"})
+    worker = create_broker(settings)
+    async with in_process_worker(worker), EnrichmentClient(settings) as client:
+        warm = await client.kick_artist(mbid=ARTISTS["Vela Nord"].mbid)
+        await client.wait_for_root(warm, timeout=30)
+        redis_process.terminate()
+        await asyncio.to_thread(redis_process.wait, 10)
+        own_redis(persist=False)
+        after = await client.kick_artist(mbid=ARTISTS["Mira Kestrel"].mbid)
+        family = await client.wait_for_root(after, timeout=30)
+    assert family.root[-1].status == JobStatus.SUCCESS

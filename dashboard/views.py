@@ -1,8 +1,10 @@
 """Page code: lays out widgets; every query goes through `dashboard.data`."""
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, time
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import data
@@ -147,17 +149,17 @@ def orphans_view() -> None:
 
 def dead_letters_view() -> None:
     """Stream entries that could not be jobs: why, and what they held."""
-    st.title("Dead letters")
-    page = int(st.session_state.get("dead_letters_page", 0))
-    frame = data.dead_letters(page)
-    st.dataframe(frame, hide_index=True, width="stretch")
-    _pager("dead_letters_page", page, len(frame), "dead letters")
+    _paged_table("Dead letters", "dead_letters_page", data.dead_letters, "dead letters")
 
 
 def legacy_view() -> None:
     """Entries written before lineage existed, or tagged legacy."""
-    st.title("Legacy logs")
-    page = int(st.session_state.get("legacy_page", 0))
-    frame = data.legacy(page)
+    _paged_table("Legacy logs", "legacy_page", data.legacy, "entries")
+
+
+def _paged_table(title: str, key: str, load: Callable[[int], pd.DataFrame], noun: str) -> None:
+    st.title(title)
+    page = int(st.session_state.get(key, 0))
+    frame = load(page)
     st.dataframe(frame, hide_index=True, width="stretch")
-    _pager("legacy_page", page, len(frame), "entries")
+    _pager(key, page, len(frame), noun)

@@ -9,7 +9,7 @@ import streamlit as st
 from service.models import JobStatus, LogEntry
 from service.models.base import CamelModel
 from service.models.jobs import CacheDetails, DiscogsDetails, MusicBrainzDetails
-from service.models.views import PendingJob
+from service.models.views import PendingJob, PendingState
 
 STATUS_ICONS: dict[str, str] = {
     JobStatus.QUEUED: "⏳",
@@ -36,7 +36,7 @@ def entry_card(entry: LogEntry, image_cache_dir: Path | None) -> None:
 def pending_card(job: PendingJob) -> None:
     """An unfinished job as Temporal shows a pending activity: where it is, and why."""
     with st.container(border=True):
-        show = st.warning if job.state == "lost" else st.info
+        show = st.warning if job.state == PendingState.LOST else st.info
         show(f"{job.state}: {job.job_type or '?'} · {job.entity_name or job.job_id}")
         st.caption(job.describe())
 

@@ -13,10 +13,12 @@ from typing import Any
 from service.executors import Aggregate, Find, Plan, Record
 from service.models import JobStatus, JobType, LogEntry
 from service.models.views import (
+    HELD,
     DeadLetter,
     EntityMatch,
     OrphanFamily,
     PendingJob,
+    PendingState,
     RootSummary,
     Timeline,
 )
@@ -259,15 +261,15 @@ def _pending(
     now: datetime,
 ) -> PendingJob:
     if entry is None:
-        return PendingJob(job_id=job_id, state="no log yet")
+        return PendingJob(job_id=job_id, state=PendingState.NO_LOG)
     alive = entry.heartbeat_at or entry.started_at
     if entry.status == JobStatus.QUEUED:
-        state = "due" if entry.due_at is not None else "queued"
+        state = PendingState.DUE if entry.due_at is not None else PendingState.QUEUED
     elif entry.status == JobStatus.RUNNING:
         silent = alive is not None and (now - alive).total_seconds() > lease_seconds
-        state = "lost" if silent else "running"
+        state = PendingState.LOST if silent else PendingState.RUNNING
     else:  # failed, with another attempt on its way
-        state = "retrying"
+        state = PendingState.RETRYING
     worker = entry.worker
     return PendingJob(
         job_id=job_id,
@@ -280,7 +282,7 @@ def _pending(
         due_at=entry.due_at,
         started_at=entry.started_at,
         worker=f"{worker.host}:{worker.pid}" if worker is not None else None,
-        last_alive_at=alive if state in ("running", "lost") else None,
+        last_alive_at=alive if state in HELD else None,
         last_failure=last_failure,
     )
 

@@ -1,6 +1,7 @@
 """Read models: what every reader (client, CLI, dashboard) gets back from `service.queries`."""
 
 from datetime import datetime
+from enum import StrEnum
 
 from service.models.base import CamelModel
 from service.models.logs import LogEntry
@@ -102,11 +103,25 @@ class DeadLetter(CamelModel):
     at: datetime
 
 
+class PendingState(StrEnum):
+    """Where an unfinished job stands."""
+
+    NO_LOG = "no log yet"
+    QUEUED = "queued"
+    DUE = "due"  # a retry waiting for its due time
+    RUNNING = "running"
+    LOST = "lost"  # running, but its worker went silent for a lease
+    RETRYING = "retrying"  # failed, another attempt on its way
+
+
+HELD = frozenset({PendingState.RUNNING, PendingState.LOST})
+
+
 class PendingJob(CamelModel):
     """A job of a family that has not finished, and where it stands (Temporal's pending card)."""
 
     job_id: str
-    state: str  # "no log yet", "queued", "due", "running", "lost", "retrying"
+    state: PendingState
     job_type: str | None = None
     entity_name: str | None = None
     attempt: int = 0
@@ -123,9 +138,9 @@ class PendingJob(CamelModel):
         facts = [f"attempt {self.attempt} of {self.max_attempts}"] if self.attempt else []
         if self.due_at is not None:
             facts.append(f"due at {_clock(self.due_at)}")
-        elif self.queued_at is not None and self.state == "queued":
+        elif self.queued_at is not None and self.state == PendingState.QUEUED:
             facts.append(f"queued since {_clock(self.queued_at)}")
-        if self.worker is not None and self.state in ("running", "lost"):
+        if self.worker is not None and self.state in HELD:
             facts.append(f"on {self.worker} since {_clock(self.started_at)}")
             facts.append(f"last alive {_clock(self.last_alive_at)}")
         if self.last_failure:

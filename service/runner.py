@@ -14,7 +14,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -84,7 +84,9 @@ class JobRunner:
         self._worker = WorkerInfo(host=socket.gethostname(), pid=os.getpid())
         self._running: set[asyncio.Task[Any]] = set()
         self._attempts: dict[tuple[str, int], Attempt] = {}
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
+        # Outcomes kept in memory while the store was down (see `_finish_later`).
+        self._unlogged: set[asyncio.Future[Any]] = set()
 
     def start(self) -> None:
         """Start keeping this worker's attempts alive (heartbeats, leases)."""
@@ -109,16 +111,24 @@ class JobRunner:
             self._running.discard(task)
 
     async def drain(self, grace_seconds: float) -> None:
-        """Let running jobs finish for up to `grace_seconds`, then cancel (and log) the rest."""
+        """Let running jobs finish for up to `grace_seconds`, then cancel (and log) the rest.
+
+        Outcomes still waiting for the store get the same grace: each one written then is an
+        attempt that will not be recorded as lost and run again.
+        """
+        started = time.monotonic()
         if self._running:
             await asyncio.wait(set(self._running), timeout=grace_seconds)
+        if self._unlogged:
+            left = max(grace_seconds - (time.monotonic() - started), 0.0)
+            await asyncio.wait(set(self._unlogged), timeout=left)
         leftover = set(self._running)
         for task in leftover:
             task.cancel()
         if leftover:
             await asyncio.wait(leftover)
-        for task in set(self._background):
-            task.cancel()
+        for background in set(self._background):
+            background.cancel()
         if self._background:
             await asyncio.wait(set(self._background))
 
@@ -231,7 +241,9 @@ class JobRunner:
         except StoreUnavailableError as exc:
             # The outcome is not logged: keep the message (and its lease) until it is.
             logger.warning("%s: %s; will keep trying", attempt.job_id, exc)
-            self._spawn_background(self._finish_later(run, attempt, error))
+            unlogged = self._spawn_background(self._finish_later(run, attempt, error))
+            self._unlogged.add(unlogged)
+            unlogged.add_done_callback(self._unlogged.discard)
 
     async def _execute(
         self, spec: AnySpec, raw_payload: Any, run: JobRun[Any]
@@ -446,12 +458,13 @@ class JobRunner:
             except PyMongoError as exc:  # the store is away; the Redis lease still holds
                 logger.warning("heartbeat not recorded: %s", exc)
 
-    def _spawn_background(self, work: Any) -> None:
-        task = asyncio.ensure_future(work)
+    def _spawn_background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        task: asyncio.Future[Any] = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background_done)
+        return task
 
-    def _background_done(self, task: asyncio.Task[Any]) -> None:
+    def _background_done(self, task: asyncio.Future[Any]) -> None:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             # A loop that stops (heartbeats, leases) must say so, not fall silent.

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import altair as alt
 import pandas as pd
 
+from service.errors import JobCancelledError, WorkerLostError
 from service.models import JobStatus, LogEntry
 
 STATUS_COLOURS: dict[str, str] = {
@@ -17,7 +18,7 @@ STATUS_COLOURS: dict[str, str] = {
     "cancelled": "#8c8c8c",
 }
 # Attempts that ended because their worker did, shown apart from the job's own failures.
-INTERRUPTED = {"WorkerLostError": "lost", "JobCancelledError": "cancelled"}
+INTERRUPTED = {WorkerLostError.__name__: "lost", JobCancelledError.__name__: "cancelled"}
 
 
 def timeline_frame(entries: list[LogEntry], now: datetime | None = None) -> pd.DataFrame:

@@ -3,6 +3,7 @@
 EnrichmentError                    raised on purpose; `retryable = False`
 ├── ConfigurationError             settings that cannot work
 ├── MigrationError                 the store refused a migration batch
+├── LogRefusedError                the store refused a log document (not a blip)
 ├── InvalidRequestError            a job's input cannot be processed as given
 ├── WaitTimeoutError               (also TimeoutError) a family did not finish in time
 ├── ProviderError                  an external API refused; a retry will not help
@@ -19,7 +20,8 @@ EnrichmentError                    raised on purpose; `retryable = False`
     ├── StoreUnavailableError      the document store
     ├── BrokerUnavailableError     Redis
     ├── JobTimeoutError            a job ran past its time limit
-    └── JobCancelledError          the worker shut down mid-job
+    ├── JobCancelledError          the worker shut down mid-job
+    └── WorkerLostError            the worker holding an attempt went silent past its lease
 """
 
 from service.urls import display_url
@@ -128,6 +130,14 @@ class JobTimeoutError(RetryableError):
 
 class JobCancelledError(RetryableError):
     """A job was cancelled (worker shutdown) before it finished."""
+
+
+class WorkerLostError(RetryableError):
+    """The worker holding an attempt stopped renewing its lease (killed, crashed, cut off)."""
+
+
+class LogRefusedError(EnrichmentError):
+    """The store refused a log document (not a connection fault): retrying will not help."""
 
 
 class WaitTimeoutError(EnrichmentError, TimeoutError):

@@ -23,7 +23,12 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from service.errors import EnrichmentError, StoreUnavailableError
+from service.errors import (
+    EnrichmentError,
+    LogRefusedError,
+    StoreUnavailableError,
+    WorkerLostError,
+)
 from service.executors import Record
 from service.models import JobError, JobStatus, LogEntry, WorkerInfo
 from service.models.base import utc_now
@@ -34,18 +39,7 @@ logger = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 2_000
 MAX_DETAIL_CHARS = 4_000
 MAX_DETAIL_ITEMS = 200
-LOST = "WorkerLostError"
-CANCELLED = "JobCancelledError"
-
-
-class LogRefusedError(EnrichmentError):
-    """The store refused a log document (not a connection fault): retrying will not help."""
-
-
-class WorkerLostError(EnrichmentError):
-    """The worker holding an attempt stopped renewing its lease (killed, crashed, cut off)."""
-
-    retryable = True
+LOST = WorkerLostError.__name__
 
 
 def describe_error(exc: BaseException) -> JobError:

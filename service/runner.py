@@ -32,11 +32,11 @@ from service.errors import (
     InvalidRequestError,
     JobCancelledError,
     JobTimeoutError,
+    LogRefusedError,
     StoreUnavailableError,
 )
 from service.logbook import (
     Decision,
-    LogRefusedError,
     begin_attempt,
     describe_error,
     forget_queued,
@@ -52,7 +52,14 @@ from service.models.jobs import JobPayload
 from service.models.views import DeadLetter
 from service.processing import AnySpec, JobRun
 from service.resources import WorkerResources
-from service.spawning import ATTEMPT_LABEL, child_job_id, claim_entity, kick_job, queued_entry
+from service.spawning import (
+    ATTEMPT_LABEL,
+    child_job_id,
+    claim_entity,
+    kick_job,
+    parent_of,
+    queued_entry,
+)
 from service.streams import MAX_ATTEMPT_LABEL, STREAM_ID_LABEL, LeasedStreamBroker, Poison
 
 logger = logging.getLogger(__name__)
@@ -72,6 +79,8 @@ class Attempt:
     clock: float
     queued_at: datetime | None
     message: TaskiqMessage
+    payload: JobPayload | None  # None: the payload did not validate (`invalid` says why)
+    invalid: str | None = None
 
 
 class JobRunner:
@@ -137,7 +146,7 @@ class JobRunner:
         message = poison.message
         if message is not None and message.task_id:
             job = message.kwargs.get("job")
-            parent = _parent_of(job)
+            parent = parent_of(job)
             entry = LogEntry(
                 job_id=message.task_id,
                 parent_job_id=parent,
@@ -171,7 +180,13 @@ class JobRunner:
         return self._resources.store.logs
 
     async def _deliver(self, spec: AnySpec, raw_payload: Any, message: TaskiqMessage) -> None:
-        begin = await self._begin(spec, raw_payload, message)
+        # Validated once per delivery: the running entry, the run and the retry all use it.
+        try:
+            payload: JobPayload | None = spec.payload_model.model_validate(raw_payload)
+            invalid = None
+        except ValidationError as exc:
+            payload, invalid = None, f"invalid {spec.job_type} payload: {_summarise(exc)}"
+        begin = await self._begin(spec, raw_payload, payload, message)
         if begin is None:
             return
         if begin.decision in (Decision.DONE, Decision.EXHAUSTED):
@@ -181,17 +196,23 @@ class JobRunner:
             self._release(message)
             return
         attempt = Attempt(
-            message.task_id, begin.attempt, _parent_of(raw_payload), utc_now(),
-            time.monotonic(), begin.queued_at, message,
+            message.task_id, begin.attempt, parent_of(raw_payload), utc_now(),
+            time.monotonic(), begin.queued_at, message, payload, invalid,
         )  # fmt: skip
         self._attempts[(attempt.job_id, attempt.number)] = attempt
         try:
-            await self._attempt(spec, raw_payload, attempt)
+            await self._attempt(spec, attempt)
         finally:
             self._attempts.pop((attempt.job_id, attempt.number), None)
 
-    async def _begin(self, spec: AnySpec, raw_payload: Any, message: TaskiqMessage) -> Any:
-        parent = _parent_of(raw_payload)
+    async def _begin(
+        self,
+        spec: AnySpec,
+        raw_payload: Any,
+        payload: JobPayload | None,
+        message: TaskiqMessage,
+    ) -> Any:
+        parent = parent_of(raw_payload)
         now = utc_now()
         running = LogEntry(
             job_id=message.task_id,
@@ -199,7 +220,7 @@ class JobRunner:
             is_root_job=parent is None,
             job_type=spec.job_type,
             entity_type=spec.entity_type,
-            entity_name=_display_name(spec, raw_payload),
+            entity_name=payload.display_name if payload is not None else None,
             status=JobStatus.RUNNING,
             started_at=now,
             worker=self._worker,
@@ -220,13 +241,14 @@ class JobRunner:
             await self._give_up(message)
             return None
 
-    async def _attempt(self, spec: AnySpec, raw_payload: Any, attempt: Attempt) -> None:
+    async def _attempt(self, spec: AnySpec, attempt: Attempt) -> None:
         run = JobRun(
             attempt.job_id, attempt.number, spec.job_type, spec.entity_type, spec.details_model()
         )
-        run.entity_name = _display_name(spec, raw_payload)
+        if attempt.payload is not None:
+            run.entity_name = attempt.payload.display_name
         try:
-            error = await self._execute(spec, raw_payload, run)
+            error = await self._execute(spec, attempt, run)
         except asyncio.CancelledError:
             # Shutdown mid-job: log it, give the message back for redelivery (the next
             # attempt). The write runs as its own task, so a second cancel cannot cut it short.
@@ -246,12 +268,11 @@ class JobRunner:
             unlogged.add_done_callback(self._unlogged.discard)
 
     async def _execute(
-        self, spec: AnySpec, raw_payload: Any, run: JobRun[Any]
+        self, spec: AnySpec, attempt: Attempt, run: JobRun[Any]
     ) -> BaseException | None:
-        try:
-            payload = spec.payload_model.model_validate(raw_payload)
-        except ValidationError as exc:
-            return InvalidRequestError(f"invalid {spec.job_type} payload: {_summarise(exc)}")
+        payload = attempt.payload
+        if payload is None:
+            return InvalidRequestError(attempt.invalid or f"invalid {spec.job_type} payload")
         try:
             with anyio.fail_after(self._settings.job_timeout_seconds):
                 await spec.processor(payload, run, self._resources.providers)
@@ -370,19 +391,21 @@ class JobRunner:
         delay = self._settings.retry_delay(attempt.number) + jitter
         message = attempt.message
         labels = {**message.labels, ATTEMPT_LABEL: attempt.number + 1}
-        payload = message.kwargs.get("job", {})
-        now = utc_now()
-        retry = queued_entry(message.task_id, message.task_name, None, raw_payload=payload)
-        retry = retry.model_copy(
-            update={"attempt": attempt.number + 1, "queued_at": now, "started_at": now,
-                    "due_at": now + timedelta(seconds=delay)}
-        )  # fmt: skip
+        retry = queued_entry(
+            message.task_id,
+            message.task_name,
+            attempt.payload,
+            raw_payload=message.kwargs.get("job", {}),
+            attempt=attempt.number + 1,
+            due_at=utc_now() + timedelta(seconds=delay),
+        )
         timeout = self._settings.log_write_timeout_seconds
         await queue_entries(self._logs, [retry], timeout=timeout)
         logger.info("retrying %s in %.1fs (attempt %d)", message.task_id, delay, retry.attempt)
-        stream_id = message.labels.get(STREAM_ID_LABEL)
-        if isinstance(self._broker, LeasedStreamBroker) and stream_id:
-            broker, delayed = self._broker, message.model_copy(update={"labels": labels})
+        held = self._held(message)
+        if held is not None:
+            broker, stream_id = held
+            delayed = message.model_copy(update={"labels": labels})
             await self._until_redis(
                 message, lambda: broker.schedule_retry(delayed, time.time() + delay, stream_id)
             )
@@ -398,12 +421,18 @@ class JobRunner:
             self._broker, message.task_name, message.task_id, message.kwargs["job"], labels
         )
 
-    async def _acknowledge(self, message: TaskiqMessage) -> None:
+    def _held(self, message: TaskiqMessage) -> tuple[LeasedStreamBroker, str] | None:
+        """The stream broker and entry a delivery came from (None: the in-process broker)."""
         stream_id = message.labels.get(STREAM_ID_LABEL)
-        if not isinstance(self._broker, LeasedStreamBroker) or not stream_id:
-            return
-        broker = self._broker
-        await self._until_redis(message, lambda: broker.acknowledge(str(stream_id)))
+        if isinstance(self._broker, LeasedStreamBroker) and stream_id:
+            return self._broker, str(stream_id)
+        return None
+
+    async def _acknowledge(self, message: TaskiqMessage) -> None:
+        held = self._held(message)
+        if held is not None:
+            broker, stream_id = held
+            await self._until_redis(message, lambda: broker.acknowledge(stream_id))
 
     async def _until_redis(
         self, message: TaskiqMessage, action: Callable[[], Awaitable[None]]
@@ -434,14 +463,16 @@ class JobRunner:
                 return
 
     def _release(self, message: TaskiqMessage) -> None:
-        stream_id = message.labels.get(STREAM_ID_LABEL)
-        if isinstance(self._broker, LeasedStreamBroker) and stream_id:
-            self._broker.release(str(stream_id))
+        held = self._held(message)
+        if held is not None:
+            broker, stream_id = held
+            broker.release(stream_id)
 
     async def _give_up(self, message: TaskiqMessage) -> None:
-        stream_id = message.labels.get(STREAM_ID_LABEL)
-        if isinstance(self._broker, LeasedStreamBroker) and stream_id:
-            await self._broker.abandon(str(stream_id))
+        held = self._held(message)
+        if held is not None:
+            broker, stream_id = held
+            await broker.abandon(stream_id)
 
     async def _write_cancelled(self, entry: LogEntry, message: TaskiqMessage) -> None:
         try:
@@ -476,21 +507,6 @@ def _attempt_label(message: TaskiqMessage) -> int | None:
     if not (isinstance(value, int | str) and str(value).isdecimal()):
         return None
     return int(value) if 1 <= int(value) <= MAX_ATTEMPT_LABEL else None
-
-
-def _display_name(spec: AnySpec, raw_payload: Any) -> str | None:
-    try:
-        payload: JobPayload = spec.payload_model.model_validate(raw_payload)
-    except ValidationError:
-        return None
-    return payload.display_name
-
-
-def _parent_of(raw_payload: Any) -> str | None:
-    if isinstance(raw_payload, dict):
-        parent = raw_payload.get("parentJobId", raw_payload.get("parent_job_id"))
-        return parent if isinstance(parent, str) and parent else None
-    return None
 
 
 def _summarise(exc: ValidationError) -> str:

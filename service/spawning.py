@@ -2,6 +2,7 @@
 
 import uuid
 from contextlib import suppress
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -69,15 +70,17 @@ def queued_entry(
     payload: JobPayload | None,
     *,
     raw_payload: dict[str, Any] | None = None,
+    attempt: int = 1,
+    due_at: datetime | None = None,
 ) -> LogEntry:
-    """The `queued` log entry of a job just kicked or spawned (attempt 1)."""
+    """The `queued` log entry of a job just kicked or spawned, or of a retry due later."""
     from service.registry import JOBS  # the registry imports the processors, which import this
 
     spec = JOBS.get(job_type)
     if payload is None and spec is not None and raw_payload is not None:
         with suppress(ValidationError):
             payload = spec.payload_model.model_validate(raw_payload)
-    parent = payload.parent_job_id if payload is not None else _parent(raw_payload)
+    parent = payload.parent_job_id if payload is not None else parent_of(raw_payload)
     now = utc_now()
     return LogEntry(
         job_id=job_id,
@@ -87,12 +90,16 @@ def queued_entry(
         entity_type=spec.entity_type if spec is not None else None,
         entity_name=payload.display_name if payload is not None else None,
         status=JobStatus.QUEUED,
-        attempt=1,
+        attempt=attempt,
         queued_at=now,
         started_at=now,
+        due_at=due_at,
     )
 
 
-def _parent(raw_payload: dict[str, Any] | None) -> str | None:
-    parent = (raw_payload or {}).get("parentJobId")
-    return parent if isinstance(parent, str) and parent else None
+def parent_of(raw_payload: Any) -> str | None:
+    """The root a raw payload names as its parent, if any (a root names none)."""
+    if isinstance(raw_payload, dict):
+        parent = raw_payload.get("parentJobId", raw_payload.get("parent_job_id"))
+        return parent if isinstance(parent, str) and parent else None
+    return None

@@ -87,7 +87,6 @@ class LeasedStreamBroker(RedisStreamBroker):
         self.heartbeat_seconds = settings.heartbeat_seconds
         self.held: set[str] = set()
         self.on_poison: PoisonHandler | None = None
-        self._lease_ms = round(settings.job_lease_seconds * 1000)
         self._claim_cursor: bytes | str = "0-0"
         self._next_reclaim = 0.0
 
@@ -167,7 +166,7 @@ class LeasedStreamBroker(RedisStreamBroker):
                     self.consumer_name,
                     min_idle_time=0,
                     message_ids=[stream_id],
-                    idle=self._lease_ms,  # as if its lease had already lapsed
+                    idle=self.idle_timeout,  # as if its lease had already lapsed
                     justid=True,
                 )
         except RedisError as exc:  # it is reclaimed a lease later instead

@@ -145,19 +145,16 @@ class JobRunner:
         """Record a stream entry that cannot run: a failed entry when its job is known."""
         message = poison.message
         if message is not None and message.task_id:
-            job = message.kwargs.get("job")
-            parent = parent_of(job)
-            entry = LogEntry(
-                job_id=message.task_id,
-                parent_job_id=parent,
-                is_root_job=parent is None,
+            now = utc_now()
+            entry = self._delivery_entry(
+                message,
+                message.kwargs.get("job"),
                 job_type=message.task_name,
                 status=JobStatus.FAILED,
                 attempt=_attempt_label(message) or 1,
-                started_at=utc_now(),
-                finished_at=utc_now(),
+                started_at=now,
+                finished_at=now,
                 error=describe_error(InvalidRequestError(poison.reason)),
-                worker=self._worker,
             )
             await write_log(self._logs, entry, timeout=self._settings.log_write_timeout_seconds)
             return
@@ -174,6 +171,17 @@ class JobRunner:
             )
         except PyMongoError as exc:
             raise StoreUnavailableError(f"could not record a dead letter: {exc}") from exc
+
+    def _delivery_entry(self, message: TaskiqMessage, raw_payload: Any, **fields: Any) -> LogEntry:
+        """An entry for a delivery of `message`, with its lineage and this worker."""
+        parent = parent_of(raw_payload)
+        return LogEntry(
+            job_id=message.task_id,
+            parent_job_id=parent,
+            is_root_job=parent is None,
+            worker=self._worker,
+            **fields,
+        )
 
     @property
     def _logs(self) -> Any:
@@ -212,18 +220,15 @@ class JobRunner:
         payload: JobPayload | None,
         message: TaskiqMessage,
     ) -> Any:
-        parent = parent_of(raw_payload)
         now = utc_now()
-        running = LogEntry(
-            job_id=message.task_id,
-            parent_job_id=parent,
-            is_root_job=parent is None,
+        running = self._delivery_entry(
+            message,
+            raw_payload,
             job_type=spec.job_type,
             entity_type=spec.entity_type,
             entity_name=payload.display_name if payload is not None else None,
             status=JobStatus.RUNNING,
             started_at=now,
-            worker=self._worker,
             heartbeat_at=now,
         )
         try:

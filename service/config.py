@@ -22,7 +22,10 @@ HEARTBEAT_SECONDS = 10.0
 class Settings(BaseSettings):
     """Service settings, read from the environment and an optional `.env` file."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # Validation errors never quote what was given: the value may be a password or a token.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     mongodb_url: str | None = Field(default=None, alias="MONGODB_URL")
     mongodb_db: str = Field(default="enrichment", alias="MONGODB_DB")
@@ -53,6 +56,14 @@ class Settings(BaseSettings):
     # Path-only URL prefix under which the dashboard serves the local image cache.
     image_public_base_url: str = Field(default="/images", alias="IMAGE_PUBLIC_BASE_URL")
     image_max_bytes: int = Field(default=15 * 1024 * 1024, alias="IMAGE_MAX_BYTES", gt=0)
+    # An image is decoded in full before it is accepted; a small file can declare a huge
+    # canvas (144 megapixels in 140 KB), so the pixel count is capped before decoding.
+    image_max_pixels: int = Field(default=40_000_000, alias="IMAGE_MAX_PIXELS", gt=0)
+    # One deadline for a whole download, redirects included: the HTTP timeout is per read,
+    # so a server dripping one byte a second would otherwise hold a slot for hours.
+    image_fetch_deadline_seconds: float = Field(
+        default=30.0, alias="IMAGE_FETCH_DEADLINE_SECONDS", gt=0
+    )
     # Hosts exempt from the public-address check (comma-separated): the demo's and the tests'
     # local image servers. Empty by default.
     image_fetch_allowed_hosts: Annotated[frozenset[str], NoDecode] = Field(

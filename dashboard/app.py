@@ -1,26 +1,14 @@
 """The Streamlit entry point: access check, then one view by navigation or deep link."""
 
-import hmac
-
 import streamlit as st
 
-from dashboard import data, views
+from dashboard import data, gate, views
 
 st.set_page_config(page_title="Enrichment jobs", layout="wide")
+# Visitors never see tracebacks, whoever started the server and with whatever flags.
+st.set_option("client.showErrorDetails", "none")
 
-
-def _allowed() -> bool:
-    config = data.settings()
-    if config.dashboard_password is None:
-        if config.dashboard_exposed:
-            st.error("DASHBOARD_HOST is not loopback and DASHBOARD_PASSWORD is not set: refusing.")
-            return False
-        return True
-    given = st.text_input("password", type="password")
-    return hmac.compare_digest(given, config.dashboard_password.get_secret_value())
-
-
-if _allowed():
+if gate.admitted(data.settings()):
     root = st.query_params.get("root")
     if root:
         views.deep_link_view(root)

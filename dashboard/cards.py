@@ -1,16 +1,22 @@
-"""One card per timeline entry; what it shows of the details depends on their model."""
+"""One card per timeline entry; what it shows of the details depends on their model.
 
+Every value from the store goes through `dashboard.safe`: text is inert, images vouched for.
+"""
+
+from dataclasses import dataclass
 from functools import singledispatch
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
+from dashboard.safe import MAX_MESSAGE_CHARS, browser_image, cached_image, clip, plain
 from service.models import JobStatus, LogEntry
 from service.models.base import CamelModel
 from service.models.jobs import CacheDetails, DiscogsDetails, MusicBrainzDetails
 from service.models.views import PendingJob, PendingState
 
+DISCOGS_ARTIST_URL = "https://www.discogs.com/artist/"
 STATUS_ICONS: dict[str, str] = {
     JobStatus.QUEUED: "⏳",
     JobStatus.RUNNING: "▶️",
@@ -20,103 +26,120 @@ STATUS_ICONS: dict[str, str] = {
 }
 
 
-def entry_card(entry: LogEntry, image_cache_dir: Path | None) -> None:
+@dataclass(frozen=True)
+class CardContext:
+    """What cards need besides the entry: where cached images live and how big they may be."""
+
+    image_cache_dir: Path | None
+    max_pixels: int
+
+
+def entry_card(entry: LogEntry, context: CardContext) -> None:
     """Show one entry: header, then what its processor did."""
     with st.container(border=True):
         icon = STATUS_ICONS.get(entry.status or "", "❔")
-        entity = entry.entity_name or entry.entity_id or "—"
+        entity = plain(entry.entity_name or entry.entity_id or "—")
         took = f"{entry.duration_ms} ms" if entry.duration_ms is not None else "unfinished"
-        st.markdown(f"{icon} **{entry.job_type}** · {entity} · attempt {entry.attempt} · {took}")
+        kind = plain(entry.job_type)
+        st.markdown(f"{icon} **{kind}** · {entity} · attempt {entry.attempt} · {took}")
         if entry.error is not None:
-            kind = "retryable" if entry.error.retryable else "permanent"
-            st.error(f"**{entry.error.type}** ({kind}): {entry.error.message}")
-        show_details(entry.details, entry, image_cache_dir)
+            retry = "retryable" if entry.error.retryable else "permanent"
+            message = plain(entry.error.message, MAX_MESSAGE_CHARS)
+            st.error(f"**{plain(entry.error.type)}** ({retry}): {message}")
+        show_details(entry.details, entry, context)
 
 
 def pending_card(job: PendingJob) -> None:
     """An unfinished job as Temporal shows a pending activity: where it is, and why."""
     with st.container(border=True):
         show = st.warning if job.state == PendingState.LOST else st.info
-        show(f"{job.state}: {job.job_type or '?'} · {job.entity_name or job.job_id}")
-        st.caption(job.describe())
+        show(plain(f"{job.state}: {job.job_type or '?'} · {job.entity_name or job.job_id}"))
+        st.caption(plain(job.describe(), MAX_MESSAGE_CHARS))
 
 
 @singledispatch
-def show_details(details: Any, entry: LogEntry, image_cache_dir: Path | None) -> None:
+def show_details(details: Any, entry: LogEntry, context: CardContext) -> None:
     """What the processor reported: raw details (legacy logs) as JSON."""
     if details:
         st.json(details, expanded=False)
 
 
 @show_details.register
-def _any_model(details: CamelModel, entry: LogEntry, image_cache_dir: Path | None) -> None:
+def _any_model(details: CamelModel, entry: LogEntry, context: CardContext) -> None:
     # A processor whose details have no card of their own: every field, as JSON.
     st.json(details.model_dump(mode="json", by_alias=True), expanded=False)
 
 
 @show_details.register
-def _musicbrainz(
-    details: MusicBrainzDetails, entry: LogEntry, image_cache_dir: Path | None
-) -> None:
+def _musicbrainz(details: MusicBrainzDetails, entry: LogEntry, context: CardContext) -> None:
     found = f"{details.match_source or '—'} · outcome {details.outcome or '—'}"
-    st.caption(f"MusicBrainz {details.mbid or ''} · {found} · {details.requests} requests")
+    st.caption(plain(f"MusicBrainz {details.mbid or ''} · {found} · {details.requests} requests"))
     if entry.fields_enriched:
-        st.markdown("Fields written: " + ", ".join(f"`{f}`" for f in entry.fields_enriched))
+        st.caption("Fields written: " + plain(", ".join(entry.fields_enriched), MAX_MESSAGE_CHARS))
 
 
 @show_details.register
-def _discogs(details: DiscogsDetails, entry: LogEntry, image_cache_dir: Path | None) -> None:
+def _discogs(details: DiscogsDetails, entry: LogEntry, context: CardContext) -> None:
     left, right = st.columns([2, 3])
     with left:
-        outcome = f"{details.outcome or '—'} via {details.match_source or '—'}"
-        st.markdown(f"**{details.matched_name or '—'}** · {outcome}")
-        st.progress(details.confidence or 0.0, text=f"confidence {details.confidence or 0:.2f}")
-        chips = " ".join(f"`{g}`" for g in [*details.genres, *details.styles])
-        if chips:
-            st.markdown(chips)
+        outcome = plain(f"{details.outcome or '—'} via {details.match_source or '—'}")
+        st.markdown(f"**{plain(details.matched_name or '—')}** · {outcome}")
+        confidence = min(max(details.confidence or 0.0, 0.0), 1.0)
+        st.progress(confidence, text=f"confidence {confidence:.2f}")
+        tags = [*details.genres, *details.styles]
+        if tags:
+            st.caption(" · ".join(f"`{clip(tag, 60).replace('`', "'")}`" for tag in tags[:30]))
         st.caption(f"{details.images_found} images · {details.requests} requests")
-        if details.discogs_url:
-            st.markdown(f"[Discogs page]({details.discogs_url})")
+        if details.discogs_id is not None:
+            # Built from the id, never taken from the provider: a link is only ever Discogs'.
+            st.link_button("Discogs page", f"{DISCOGS_ARTIST_URL}{details.discogs_id}")
     with right:
         if details.candidates:
             st.dataframe(
-                [{"id": c.id, "name": c.name, "score": c.score} for c in details.candidates],
+                [{"id": c.id, "name": clip(c.name), "score": c.score} for c in details.candidates],
                 hide_index=True,
             )
         if details.profile:
-            st.caption(details.profile[:280] + ("…" if len(details.profile) > 280 else ""))
+            st.caption(plain(details.profile, 280))
 
 
 @show_details.register
-def _cache(details: CacheDetails, entry: LogEntry, image_cache_dir: Path | None) -> None:
+def _cache(details: CacheDetails, entry: LogEntry, context: CardContext) -> None:
     before, after, facts = st.columns(3)
     with before:
         st.caption("before")
-        if details.before_url:
-            st.image(details.before_url, width=140)
+        _image_or_text(
+            browser_image(details.before_url, fetched=details.before_url_fetched),
+            details.before_url,
+        )
     with after:
         st.caption("after")
-        shown = _cached_image(details, image_cache_dir)
-        if shown is not None:
-            st.image(shown, width=140)
+        _image_or_text(_after_image(details, context), details.after_url)
     with facts:
         size = f"{details.size_bytes:,} bytes" if details.size_bytes is not None else "—"
         dims = f"{details.width}×{details.height}" if details.width else "—"
         st.markdown(
-            f"{details.format or '—'} · {dims} · {size}  \n"
-            f"location **{details.cache_location or '—'}**"
+            f"{plain(details.format or '—')} · {dims} · {size}  \n"
+            f"location **{plain(details.cache_location or '—')}**"
             + (" · deduplicated" if details.deduplicated else "")
         )
         if details.cloudflare_id:
-            st.caption(f"Cloudflare id {details.cloudflare_id}")
+            st.caption(f"Cloudflare id {plain(details.cloudflare_id)}")
         if details.source_url:
-            st.caption(f"source {details.source_url}")
+            st.caption(f"source {plain(details.source_url, MAX_MESSAGE_CHARS)}")
 
 
-def _cached_image(details: CacheDetails, image_cache_dir: Path | None) -> str | None:
-    # Local cache entries carry a path-only URL: the dashboard reads the file itself.
-    if details.cache_location == "local" and details.cache_path and image_cache_dir is not None:
-        path = (image_cache_dir / details.cache_path).resolve()
-        inside = path.is_relative_to(image_cache_dir.resolve())
-        return str(path) if inside and path.exists() else None
-    return details.after_url
+def _image_or_text(image: str | bytes | None, url: str | None) -> None:
+    # An image we vouch for is shown; anything else is inert text, never a path or a fetch.
+    if image is not None:
+        st.image(image, width=140)
+    elif url:
+        st.caption(plain(url, MAX_MESSAGE_CHARS))
+
+
+def _after_image(details: CacheDetails, context: CardContext) -> str | bytes | None:
+    if details.cache_location == "local":
+        # The dashboard reads the local cache itself, and only inside IMAGE_CACHE_DIR.
+        return cached_image(details.cache_path, context.image_cache_dir, context.max_pixels)
+    # A Cloudflare delivery URL is ours (built from the account hash), loaded by the browser.
+    return browser_image(details.after_url, fetched=details.cache_location == "cloudflare")

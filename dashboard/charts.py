@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import altair as alt
 import pandas as pd
 
+from dashboard.safe import clip
 from service.errors import JobCancelledError, WorkerLostError
 from service.models import JobStatus, LogEntry
 
@@ -32,7 +33,7 @@ def timeline_frame(entries: list[LogEntry], now: datetime | None = None) -> pd.D
         start = entry.started_at
         if start is None:
             continue  # a legacy entry without a start cannot be placed on the axis
-        label = f"{order + 1}. {entry.job_type} · {_entity(entry)}"
+        label = f"{order + 1}. {clip(entry.job_type, 40)} · {_entity(entry)}"
         waited_from = entry.queued_at
         if entry.status == JobStatus.QUEUED:
             rows.append(_bar("wait", order, label, waited_from or start, now, entry))
@@ -59,7 +60,7 @@ def _bar(
         "status": str(status),
         "attempt": entry.attempt,
         "duration ms": entry.duration_ms,
-        "error": f"{entry.error.type}: {entry.error.message}" if entry.error else "",
+        "error": clip(f"{entry.error.type}: {entry.error.message}", 300) if entry.error else "",
     }
 
 
@@ -67,7 +68,7 @@ COLUMNS = ["kind", "order", "label", "start", "end", "status", "attempt", "durat
 
 
 def _entity(entry: LogEntry) -> str:
-    return entry.entity_name or entry.entity_id or ""
+    return clip(entry.entity_name or entry.entity_id or "", 80)
 
 
 def waterfall(entries: list[LogEntry]) -> alt.LayerChart:

@@ -13,6 +13,7 @@ from service.config import Settings
 from service.executors import SyncExecutor
 from service.models import LogEntry
 from service.queries import RootFilters
+from service.redaction import protect
 from service.store import connect_sync_database
 
 PAGE_SIZE = 50
@@ -22,7 +23,9 @@ QUERY_TTL_SECONDS = 3
 @st.cache_resource
 def settings() -> Settings:
     """The dashboard's settings (read once per server process)."""
-    return Settings()
+    config = Settings()
+    protect(*config.secret_values())
+    return config
 
 
 def _close(reader: SyncExecutor) -> None:

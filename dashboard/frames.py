@@ -1,7 +1,12 @@
-"""Pure transforms: read models in, the DataFrames the pages show out."""
+"""Pure transforms: read models in, the DataFrames the pages show out.
+
+Tables render cells as text; text that came from providers or users is still clipped, so a
+5 MB name stays a short cell.
+"""
 
 import pandas as pd
 
+from dashboard.safe import MAX_MESSAGE_CHARS, clip
 from service.models import LogEntry
 from service.models.views import DeadLetter, EntityMatch, OrphanFamily, RootSummary
 
@@ -12,8 +17,8 @@ def roots_frame(summaries: list[RootSummary]) -> pd.DataFrame:
         [
             {
                 "started": s.root.started_at,
-                "job type": s.root.job_type,
-                "entity": s.root.entity_name,
+                "job type": clip(s.root.job_type),
+                "entity": clip(s.root.entity_name),
                 "status": s.root.status,
                 **s.rollup(),
                 "job id": s.root.job_id,
@@ -26,7 +31,10 @@ def roots_frame(summaries: list[RootSummary]) -> pd.DataFrame:
 def entity_frame(matches: list[EntityMatch]) -> pd.DataFrame:
     """One row per root whose family touched the searched entity."""
     return pd.DataFrame(
-        [{"root job id": m.root_job_id, "entities": ", ".join(m.entities)} for m in matches]
+        [
+            {"root job id": clip(m.root_job_id), "entities": clip(", ".join(m.entities), 400)}
+            for m in matches
+        ]
     )
 
 
@@ -35,7 +43,7 @@ def orphans_frame(families: list[OrphanFamily]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                "missing root": f.missing_root,
+                "missing root": clip(f.missing_root),
                 "entries": f.entries,
                 "first started": f.first_started,
                 "state": "incomplete family",
@@ -51,9 +59,9 @@ def legacy_frame(entries: list[LogEntry]) -> pd.DataFrame:
         [
             {
                 "started": e.started_at,
-                "job id": e.job_id,
-                "job type": e.job_type,
-                "entity": e.entity_name or e.entity_id,
+                "job id": clip(e.job_id),
+                "job type": clip(e.job_type),
+                "entity": clip(e.entity_name or e.entity_id),
                 "status": e.status,
             }
             for e in entries
@@ -65,7 +73,12 @@ def dead_letters_frame(letters: list[DeadLetter]) -> pd.DataFrame:
     """One row per dead letter."""
     return pd.DataFrame(
         [
-            {"at": d.at, "stream id": d.stream_id, "reason": d.reason, "excerpt": d.excerpt}
+            {
+                "at": d.at,
+                "stream id": d.stream_id,
+                "reason": clip(d.reason, MAX_MESSAGE_CHARS),
+                "excerpt": clip(d.excerpt, MAX_MESSAGE_CHARS),
+            }
             for d in letters
         ]
     )

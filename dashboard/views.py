@@ -8,8 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data
-from dashboard.cards import entry_card, pending_card
+from dashboard.cards import CardContext, entry_card, pending_card
 from dashboard.charts import waterfall
+from dashboard.safe import plain
 from service import queries
 from service.client import EnrichmentClient
 from service.errors import EnrichmentError
@@ -29,7 +30,7 @@ def roots_view() -> None:
     st.dataframe(frame, hide_index=True, width="stretch", key="roots_table")
     _pager("roots_page", page, len(frame), "roots")
     for row in frame.to_dict("records"):
-        title = (
+        title = plain(
             f"{row['job type']} · {row['entity']} · {row['status']} · {row['children']} children"
         )
         key = f"family-{row['job id']}"
@@ -71,7 +72,7 @@ def family_view(root_id: str) -> None:
     """A family's waterfall and cards; refreshes itself while any entry is unfinished."""
     entries = data.family(root_id)
     if not entries:
-        st.info(f"No log entries for {root_id}.")
+        st.info(f"No log entries for {plain(root_id, 64)}.")
         return
     st.altair_chart(waterfall(entries), width="stretch")
     config = data.settings()
@@ -83,8 +84,9 @@ def family_view(root_id: str) -> None:
         now=datetime.now(UTC),
     ):
         pending_card(job)
+    context = CardContext(config.image_cache_dir, config.image_max_pixels)
     for entry in entries:
-        entry_card(entry, config.image_cache_dir)
+        entry_card(entry, context)
     if pending_jobs(root_id, entries, config.job_max_attempts):
         st.caption(f"Still running: refreshing every {REFRESH_SECONDS} s…")
         _refresh_soon()
@@ -101,7 +103,7 @@ def _refresh_soon() -> None:
 
 def deep_link_view(root_id: str) -> None:
     """`?root=<jobId>`: one family on its own page."""
-    st.title(f"Family of {root_id}")
+    st.title(f"Family of {plain(root_id, 64)}")
     family_view(root_id)
 
 
@@ -114,14 +116,16 @@ def kick_view() -> None:
     with st.form("kick"):
         kind = st.radio("what", ["album", "artist"], horizontal=True)
         mbid = st.text_input("MusicBrainz id (optional)")
-        name = st.text_input("title" if kind == "album" else "name")
+        # One fixed label: a label that changed with `kind` made Streamlit see a new widget
+        # inside the form, which dropped what had been typed (an artist's name).
+        name = st.text_input("album title or artist name", key="kick-name")
         artist = st.text_input("artist (albums)")
         submitted = st.form_submit_button("Kick")
     if submitted:
         try:
             root_id = asyncio.run(_kick(kind, mbid or None, name or None, artist or None))
         except EnrichmentError as exc:
-            st.error(str(exc))
+            st.error(plain(exc, 1_000))
         else:
             st.success(f"Kicked root {root_id}: it appears in the table once a worker runs it.")
 

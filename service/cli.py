@@ -7,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 from service.client import EnrichmentClient
 from service.config import Settings
@@ -15,7 +17,8 @@ from service.embedded_store import ensure_store, is_listening, serve_embedded_st
 from service.errors import ConfigurationError, EnrichmentError, StoreUnavailableError
 from service.models import JobStatus
 from service.models.base import utc_now
-from service.queries import unfinished
+from service.queries import latest_attempts, unfinished
+from service.redaction import protect
 from service.registry import JOBS
 from service.render import roots_table, timeline_table
 from service.store import LOGS, make_sync_client
@@ -35,13 +38,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         settings = Settings()
+        protect(*settings.secret_values())
         outcome = args.command(args, settings)
         return asyncio.run(outcome) if asyncio.iscoroutine(outcome) else int(outcome)
     except EnrichmentError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _error(str(exc))
         return 1
+    except ValidationError as exc:
+        # The settings' errors never quote the values given (hide_input_in_errors).
+        _error(f"invalid settings: {exc}")
+        return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _error(message: str) -> None:
+    # Messages may quote provider text: printed as text, never as console markup.
+    console.print(Text.assemble(("error: ", "red"), message))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -134,10 +147,13 @@ async def _store(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.dashboard_exposed and settings.dashboard_password is None:
+    from dashboard.gate import oidc_configured
+
+    open_to_all = settings.dashboard_password is None and not oidc_configured()
+    if settings.dashboard_exposed and open_to_all:
         raise ConfigurationError(
             f"DASHBOARD_HOST={settings.dashboard_host} is reachable from other machines: "
-            "set DASHBOARD_PASSWORD (or bind to 127.0.0.1)"
+            "set DASHBOARD_PASSWORD or configure OIDC login (or bind to 127.0.0.1)"
         )
     ensure_store(settings)  # started once here, shared with workers and the demo
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -147,6 +163,7 @@ def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
         *("--server.port", str(args.port or settings.dashboard_port)),
         *("--server.headless", "true", "--browser.gatherUsageStats", "false"),
         *("--client.toolbarMode", "minimal", "--server.fileWatcherType", "none"),
+        *("--client.showErrorDetails", "none"),
     ]
     os.execv(sys.executable, command)  # noqa: S606 - replace this process with Streamlit's
 
@@ -229,8 +246,18 @@ async def _kick_artist(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _report(client: EnrichmentClient, job_id: str, wait: float | None) -> int:
     print(job_id)
-    if wait is not None:
-        console.print(timeline_table(await client.wait_for_root(job_id, wait)))
+    if wait is None:
+        return 0
+    family = await client.wait_for_root(job_id, wait)
+    console.print(timeline_table(family))
+    failed = [e for e in latest_attempts(family.entries).values() if e.status == JobStatus.FAILED]
+    if failed:
+        # Scripts chain on the exit status: a family with a job that failed for good is a failure.
+        _error(
+            f"{len(failed)} job(s) of the family failed: "
+            + ", ".join(f"{entry.job_type} {entry.job_id}" for entry in failed)
+        )
+        return 1
     return 0
 
 

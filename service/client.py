@@ -27,6 +27,7 @@ from service.models import JobError, JobStatus, JobType, LogEntry
 from service.models.base import utc_now
 from service.models.jobs import AlbumJob, ArtistJob, JobPayload
 from service.models.views import RootSummary, Timeline
+from service.redaction import protect
 from service.registry import JOBS
 from service.spawning import kick_job, queued_entry
 from service.store import Store, connect_store
@@ -50,6 +51,7 @@ class EnrichmentClient:
         read_logs: bool = True,
     ):
         self.settings = settings or Settings()
+        protect(*self.settings.secret_values())
         # Kicking needs only the broker; a caller that never reads logs (the dashboard's
         # form) skips opening a store connection of its own.
         self._read_logs = read_logs

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import unquote, urlsplit
 
 from limits import RateLimitItem, parse
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -168,6 +169,16 @@ class Settings(BaseSettings):
     def dashboard_exposed(self) -> bool:
         """Whether the dashboard listens beyond loopback (and so needs a password)."""
         return self.dashboard_host not in ("127.0.0.1", "localhost", "::1")
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every configured secret: tokens, the dashboard password, passwords inside URLs."""
+        tokens = (self.discogs_token, self.cloudflare_api_token, self.dashboard_password)
+        urls = (self.mongodb_url, self.redis_url, self.rate_limit_storage_url)
+        passwords = (urlsplit(url).password for url in urls if url)
+        return (
+            *(token.get_secret_value() for token in tokens if token is not None),
+            *(unquote(password) for password in passwords if password),
+        )
 
     @property
     def cloudflare_enabled(self) -> bool:

@@ -32,6 +32,7 @@ from service.errors import (
 from service.executors import Record
 from service.models import JobError, JobStatus, LogEntry, WorkerInfo
 from service.models.base import utc_now
+from service.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -40,23 +41,31 @@ MAX_ERROR_CHARS = 2_000
 MAX_DETAIL_CHARS = 4_000
 MAX_DETAIL_ITEMS = 200
 LOST = WorkerLostError.__name__
+# Where provider text and error messages live: a provider may echo a secret into any of them.
+# Ids, statuses and times are never redacted (an id that happened to contain 8 characters of
+# a token must still find its document).
+FREE_TEXT = frozenset({"details", "error", "entityName", "reason", "excerpt"})
 
 
 def describe_error(exc: BaseException) -> JobError:
     """The stored form of an exception: its type, message and whether a retry may help."""
     retryable = isinstance(exc, EnrichmentError) and exc.retryable
-    message = _bounded(str(exc) or repr(exc), MAX_ERROR_CHARS)
+    message = _bounded(redact(str(exc) or repr(exc)), MAX_ERROR_CHARS)
     return JobError(type=type(exc).__name__, message=message, retryable=retryable)
 
 
-def storable(document: Any) -> Any:
-    """The document with every string valid UTF-8 and bounded, lists bounded: always storable."""
+def storable(document: Any, *, free_text: bool = False) -> Any:
+    """Every string valid UTF-8 and bounded, lists bounded, free text redacted: storable."""
     if isinstance(document, str):
-        return _bounded(document.encode("utf-8", "replace").decode("utf-8"), MAX_DETAIL_CHARS)
+        text = document.encode("utf-8", "replace").decode("utf-8")
+        return _bounded(redact(text) if free_text else text, MAX_DETAIL_CHARS)
     if isinstance(document, dict):
-        return {storable(key): storable(value) for key, value in document.items()}
+        return {
+            storable(key): storable(value, free_text=free_text or key in FREE_TEXT)
+            for key, value in document.items()
+        }
     if isinstance(document, list | tuple):
-        return [storable(value) for value in document[:MAX_DETAIL_ITEMS]]
+        return [storable(value, free_text=free_text) for value in document[:MAX_DETAIL_ITEMS]]
     return document
 
 

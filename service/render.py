@@ -34,7 +34,8 @@ def roots_table(roots: list[RootSummary]) -> Table:
         root = summary.root
         rollup = summary.rollup().items()
         family = ", ".join(f"{label} {'—' if value is None else value}" for label, value in rollup)
-        table.add_row(
+        _add_row(
+            table,
             _time(root.started_at),
             root.job_id or "?",
             root.job_type or "?",
@@ -47,7 +48,7 @@ def roots_table(roots: list[RootSummary]) -> Table:
 
 def timeline_table(timeline: Timeline) -> Table:
     """The root's attempts, then its family's, in start order, with the offset from the root."""
-    table = Table(title=f"Timeline of {timeline.root_id}", title_justify="left")
+    table = Table(title=Text(f"Timeline of {timeline.root_id}"), title_justify="left")
     for column in (
         "+ms",
         "job",
@@ -61,7 +62,8 @@ def timeline_table(timeline: Timeline) -> Table:
         table.add_column(column, overflow="fold")
     origin = next((e.started_at for e in timeline.entries if e.started_at), None)
     for entry in timeline.entries:
-        table.add_row(
+        _add_row(
+            table,
             _offset(entry.started_at, origin),
             ("● " if entry.is_root_job else "  └ ") + (entry.job_id or "?")[:8],
             entry.job_type or "?",
@@ -74,6 +76,11 @@ def timeline_table(timeline: Timeline) -> Table:
     if not timeline.entries:
         table.caption = "no log entries for this job id"
     return table
+
+
+def _add_row(table: Table, *cells: str | Text) -> None:
+    # Entity names, errors and ids come from providers and users: text, never console markup.
+    table.add_row(*(cell if isinstance(cell, Text) else Text(cell) for cell in cells))
 
 
 def _outcome(entry: LogEntry) -> str:

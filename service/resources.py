@@ -17,6 +17,7 @@ from service.providers.image_store import CloudflareImageStore, ImageStore, Loca
 from service.providers.images import ImageFetcher
 from service.providers.musicbrainz import MusicBrainzClient
 from service.providers.ratelimit import DISCOGS, MUSICBRAINZ, RateLimit, SharedRateLimiter
+from service.redaction import protect
 from service.store import Catalogue, Store, connect_store
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def check_rate_limits(settings: Settings, limits: list[RateLimit]) -> None:
 
 async def open_resources(settings: Settings) -> WorkerResources:
     """Connect the store and make one client per provider."""
+    protect(*settings.secret_values())
     store = await connect_store(settings)
     closers: list[Closer] = [store.close]
     try:

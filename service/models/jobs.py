@@ -3,12 +3,14 @@
 Every payload carries `parentJobId`: the ROOT's job id, or null for a root.
 """
 
+import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import StringConstraints, model_validator
+from pydantic import AfterValidator, PlainSerializer, StringConstraints, model_validator
 
 from service.models.base import CamelModel
+from service.urls import display_url
 
 
 class JobType(StrEnum):
@@ -28,6 +30,21 @@ class JobType(StrEnum):
 MAX_TEXT_CHARS = 512
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
 Url = Annotated[str, StringConstraints(max_length=4096)]
+# A URL as stored in a log or the catalogue: host and path kept; credentials, query (where
+# signatures live) and fragment dropped on every dump, whoever set the field.
+StoredUrl = Annotated[str, PlainSerializer(display_url, return_type=str)]
+# A MusicBrainz id, checked whole (a trailing newline is not an MBID) and kept lower-case.
+MBID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _check_mbid(value: str) -> str:
+    mbid = value.lower()
+    if not MBID_PATTERN.fullmatch(mbid):
+        raise ValueError("not a MusicBrainz id (expected 8-4-4-4-12 hexadecimal digits)")
+    return mbid
+
+
+Mbid = Annotated[str, StringConstraints(max_length=64), AfterValidator(_check_mbid)]
 
 
 class JobPayload(CamelModel):
@@ -51,7 +68,7 @@ class JobPayload(CamelModel):
 class AlbumJob(JobPayload):
     """Enrich an album, found by MusicBrainz release-group id or by title and artist."""
 
-    mbid: Text | None = None
+    mbid: Mbid | None = None
     title: Text | None = None
     artist: Text | None = None
 
@@ -82,7 +99,7 @@ class AlbumJob(JobPayload):
 class ArtistJob(JobPayload):
     """Enrich an artist, found by MusicBrainz id or by name."""
 
-    mbid: Text | None = None
+    mbid: Mbid | None = None
     name: Text | None = None
 
     @model_validator(mode="after")
@@ -161,7 +178,7 @@ class AlbumDetails(MusicBrainzDetails):
     """`enrich_album` details."""
 
     title: str | None = None
-    cover_art_url: str | None = None
+    cover_art_url: StoredUrl | None = None
     cover_art_status: Literal["found", "none"] | None = None
     credited_artists: list[str] = []
 
@@ -177,7 +194,7 @@ class DiscogsImageRef(CamelModel):
     """An image Discogs lists for an artist."""
 
     type: str
-    uri: str
+    uri: StoredUrl
     width: int | None = None
     height: int | None = None
 
@@ -207,15 +224,18 @@ class DiscogsDetails(CamelModel):
     candidates: list[DiscogsCandidate] = []
     requests: int = 0
     rate_limit_remaining: int | None = None
-    discogs_url: str | None = None
+    discogs_url: StoredUrl | None = None
 
 
 class CacheDetails(CamelModel):
     """`cache_image` details: `cachePath` and `cloudflareId` are always present, maybe null."""
 
-    source_url: str | None = None
-    before_url: str | None = None
-    after_url: str | None = None
+    source_url: StoredUrl | None = None
+    before_url: StoredUrl | None = None
+    # Whether the worker fetched `before_url` (every hop passed its address check): only
+    # then may a viewer's browser load it.
+    before_url_fetched: bool = False
+    after_url: StoredUrl | None = None
     cache_location: Literal["local", "cloudflare"] | None = None
     cache_path: str | None = None
     cloudflare_id: str | None = None

@@ -23,6 +23,7 @@ async def cache_image(job: CacheImageJob, run: JobRun[CacheDetails], providers: 
     except ImageFetchError as exc:
         details.http_status = exc.status
         raise
+    details.before_url_fetched = True
     details.http_status, details.content_type = fetched.status, fetched.content_type
     details.size_bytes = len(fetched.data)
     details.sha256 = hashlib.sha256(fetched.data).hexdigest()

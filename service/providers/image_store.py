@@ -13,6 +13,7 @@ import cloudflare
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from service.errors import ImageStoreError, ImageStoreUnavailableError
+from service.redaction import Redactor
 
 PROVIDER = "Cloudflare Images"
 # Cloudflare answers a reused custom id with HTTP 409 and error code 5409,
@@ -226,8 +227,7 @@ class CloudflareImageStore:
     def _redacted(self, text: str) -> str:
         # Defence in depth: our messages never quote requests, but never let the token through.
         token = self._client.api_token
-        text = text.replace(token, "[redacted]") if token else text
-        return text[:MAX_MESSAGE_CHARS]
+        return Redactor([token] if token else []).redact(text)[:MAX_MESSAGE_CHARS]
 
     def _stored(self, image: _ImageResult, *, deduplicated: bool) -> StoredImage:
         """The public record of an image Cloudflare keeps."""

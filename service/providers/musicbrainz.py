@@ -6,9 +6,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.errors import InvalidRequestError
+from service.models.jobs import MBID_PATTERN
 from service.providers.http import ProviderApi
 
-MBID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 DISCOGS_ARTIST_URL = re.compile(r"discogs\.com/(?:[a-z]{2}/)?artist/(\d+)")
 
 
@@ -106,8 +106,8 @@ def lucene_phrase(value: str) -> str:
 
 def check_mbid(mbid: str) -> str:
     """Reject a malformed MBID before spending a rate-limited request on it."""
-    if not MBID_PATTERN.match(mbid.lower()):
-        raise InvalidRequestError(f"{mbid!r} is not a MusicBrainz id (a UUID)")
+    if not MBID_PATTERN.fullmatch(mbid.lower()):
+        raise InvalidRequestError(f"{mbid[:80]!r} is not a MusicBrainz id (a UUID)")
     return mbid.lower()
 
 

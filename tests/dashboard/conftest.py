@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 import streamlit as st
+from streamlit import config
 
 from service.client import EnrichmentClient
 from service.demo.catalogue import ALBUMS
@@ -14,9 +15,13 @@ def dashboard_env(settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch)
     """The app reads its settings from the environment: give it the test's."""
     for key, value in settings_env.items():
         monkeypatch.setenv(key, value)
+    # AppTest runs no server: say it listens on loopback, as `enrichment dashboard` does.
+    address = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")
     st.cache_resource.clear()
     st.cache_data.clear()
     yield
+    config.set_option("server.address", address)
     st.cache_resource.clear()
     st.cache_data.clear()
 

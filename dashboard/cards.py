@@ -88,7 +88,7 @@ def _discogs(details: DiscogsDetails, entry: LogEntry, context: CardContext) -> 
         st.progress(confidence, text=f"confidence {confidence:.2f}")
         tags = [*details.genres, *details.styles]
         if tags:
-            st.caption(" · ".join(f"`{clip(tag, 60).replace('`', "'")}`" for tag in tags[:30]))
+            st.caption(" · ".join(plain(tag, 60) for tag in tags[:30]))
         st.caption(f"{details.images_found} images · {details.requests} requests")
         if details.discogs_id is not None:
             # Built from the id, never taken from the provider: a link is only ever Discogs'.

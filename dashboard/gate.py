@@ -56,7 +56,7 @@ def admitted(config: Settings) -> bool:
 
 
 def _oidc_login() -> bool:
-    if st.user.is_logged_in:
+    if st.user.get("is_logged_in"):
         return True
     st.button("Log in", on_click=st.login)
     return False

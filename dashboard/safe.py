@@ -6,6 +6,7 @@ string that is not a URL as a path on the server: both are closed here, and page
 helpers instead of passing store values on.
 """
 
+import re
 import string
 import warnings
 from io import BytesIO
@@ -22,6 +23,11 @@ MAX_MESSAGE_CHARS = 1_000
 # `$` maths all start with one. Streamlit has no plain-text option for labels, so we escape.
 _ESCAPED = str.maketrans({char: f"\\{char}" for char in string.punctuation})
 _LINE_BREAKS = str.maketrans(dict.fromkeys("\r\n\t\v\f\u2028\u2029", " "))
+# GitHub-flavoured Markdown turns bare `https://…`, `www.…` and `name@host` text into links
+# after escapes are resolved, so escaping cannot stop it: an invisible WORD JOINER after the
+# scheme, the `www` or the `@` breaks the pattern and leaves the text readable.
+_AUTOLINKS = re.compile(r"(?i)(\b(?:https?|ftp|mailto|xmpp)(?=:)|\bwww(?=\.)|@)")
+_WORD_JOINER = "\u2060"
 _IMAGE_SCHEMES = frozenset({"http", "https"})
 
 
@@ -34,7 +40,8 @@ def clip(value: object, limit: int = MAX_CHARS) -> str:
 
 def plain(value: object, limit: int = MAX_CHARS) -> str:
     """The value as inert Markdown: shown exactly as written, one line, bounded."""
-    return clip(value, limit).translate(_ESCAPED)
+    text = _AUTOLINKS.sub(rf"\1{_WORD_JOINER}", clip(value, limit))
+    return text.translate(_ESCAPED)
 
 
 def browser_image(url: str | None, *, fetched: bool) -> str | None:

@@ -1,7 +1,7 @@
 """One redaction step for every text that leaves the process: log records and stored documents.
 
 A provider may echo a token back upper-cased, URL-quoted or cut short, so a secret is matched
-in any case, in its encoded forms, and by any run of `RUN_CHARS` of its characters. URLs lose
+in any case, in its encoded forms, and by any run of `RUN_CHARS` of its characters that is not a word. URLs lose
 their `user:password@` and the values of signing parameters (`sig`, `token`, `X-Amz-*`…).
 
 The configured secrets are process-wide, like logging itself: `protect(settings)` adds them
@@ -67,14 +67,17 @@ class Redactor:
 
 
 def _runs(secret: str) -> set[str]:
-    """Every `RUN_CHARS`-long run of the secret and of its URL-encoded forms (or the whole)."""
+    """The secret and its URL-encoded forms, whole and by every `RUN_CHARS`-long run.
+
+    A run of letters only is left out: matched in any case it would hide ordinary words
+    ("cloudfla" in "cloudflare" from a token that starts with the word). Its neighbours
+    holding a digit or a symbol still catch a partial echo of a real, random token.
+    """
     forms = {secret, quote(secret, safe=""), quote_plus(secret, safe="")}
-    runs: set[str] = set()
+    runs: set[str] = set(forms)
     for form in forms:
-        if len(form) <= RUN_CHARS:
-            runs.add(form)
-        else:
-            runs |= {form[i : i + RUN_CHARS] for i in range(len(form) - RUN_CHARS + 1)}
+        pieces = (form[i : i + RUN_CHARS] for i in range(len(form) - RUN_CHARS + 1))
+        runs |= {piece for piece in pieces if not piece.isalpha()}
     return runs
 
 

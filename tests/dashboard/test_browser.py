@@ -9,13 +9,17 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.error import URLError
+from urllib.parse import quote
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
 from service.client import EnrichmentClient
+from service.config import Settings
 from service.demo.providers import LocalProviders
+from tests.dashboard.hostile import HOSTILE, LINK, TRACKER, seed_family
 from tests.helpers import DASHBOARD_APP as APP
 from tests.helpers import free_port
 
@@ -180,3 +184,41 @@ class TestAutoRefresh:
         # No reload from here: the page picks up the Discogs match and the image by itself.
         await expect(bars).to_have_count(3, timeout=45_000)
         await expect(page.get_by_text("Still running")).to_have_count(0, timeout=10_000)
+
+
+async def test_provider_markup_renders_as_text(
+    dashboard_url: str, page: Page, mongo: Any, settings: Settings
+) -> None:
+    discogs = {"jobId": "d1", "jobType": "discogs_artist", "status": "success",
+               "entityName": HOSTILE,
+               "details": {"discogsId": 7, "matchedName": LINK, "outcome": "matched",
+                           "genres": [TRACKER], "profile": HOSTILE}}  # fmt: skip
+    failed = {"jobId": "f1", "jobType": "enrich_artist", "status": "failed",
+              "entityName": f"{LINK} ops@example.com www.example.com",
+              "error": {"type": "ProviderError", "message": HOSTILE,
+                        "retryable": False}}  # fmt: skip
+    await seed_family(mongo, settings, "root-hostile", discogs, failed)
+    hostile_links = page.locator(
+        'a[href*="evil.example"], img[src*="tracker.example"], img[src="x"]'
+    )
+
+    await open_roots(page, dashboard_url)
+    summary = page.locator('[data-testid="stExpander"] summary')
+    assert LINK in await read(summary)  # the Markdown, as text
+    await expand(page, "Re-login here")
+    family = await read(page.locator("details[open]"))
+    assert ":red[alarm] <img src=x onerror=alert(1)> $x^2$" in family
+    assert TRACKER in family
+    assert "ops@example.com www.example.com" in family
+    await expect(hostile_links).to_have_count(0)
+
+    await page.goto(f"{dashboard_url}/?root={quote(LINK)}")
+    await page.wait_for_selector(READY, timeout=30_000)
+    await expect(page.get_by_text("Family of")).to_be_visible(timeout=30_000)
+    assert f"Family of {LINK}" in await read(page.locator("h1"))
+    await expect(hostile_links).to_have_count(0)
+
+
+async def read(locator: Locator) -> str:
+    """What a reader sees (the invisible word joiners that break autolinks taken out)."""
+    return (await locator.first.inner_text()).replace("\u2060", "")

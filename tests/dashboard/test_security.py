@@ -92,7 +92,7 @@ async def test_provider_text_is_escaped_everywhere(
 
     roots = run(AppTest.from_file(APP, default_timeout=30))
     [label] = [e.label for e in roots.expander]
-    assert "\\[Re\\-login here\\]\\(https\\:" in label
+    assert "\\[Re\\-login here\\]\\(https\u2060\\:" in label
 
 
 async def test_a_deep_link_title_is_text(dashboard_env: None) -> None:

@@ -28,6 +28,7 @@ RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
 EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif", "ICO": "ico"}
 # Compressed bodies could expand far past the cap inside a single decoded chunk.
 REQUEST_HEADERS = {"Accept-Encoding": "identity"}
+IDENTITY_CODINGS = frozenset({"", "identity"})
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,7 @@ class ImageFetcher:
             return redirect_target(url, response), status
         raise_for_status(url, status)
         self._check_declared_length(url, response)
+        check_identity_encoding(url, response)
         data = await self._read_capped(url, response)
         return FetchedImage(
             url=url, data=data, content_type=response.headers.get("Content-Type"), status=status
@@ -201,10 +203,10 @@ class ImageFetcher:
             raise self._too_large(url, response.status_code)
 
     async def _read_capped(self, url: str, response: httpx.Response) -> bytes:
-        """The body, aborting as soon as it grows past the cap."""
+        """The body as received (never decoded), aborting as soon as it grows past the cap."""
         chunks: list[bytes] = []
         total = 0
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.aiter_raw():
             total += len(chunk)
             if total > self._max_bytes:
                 raise self._too_large(url, response.status_code)
@@ -216,6 +218,21 @@ class ImageFetcher:
             f"image larger than {self._max_bytes} bytes at {display_url(url)}",
             url=url,
             status=status,
+        )
+
+
+def check_identity_encoding(url: str, response: httpx.Response) -> None:
+    """Refuse a body sent with a Content-Encoding we did not ask for (we ask for identity)."""
+    # Decoding would undo the cap: httpx inflates each received chunk in one go, so 2 KB of
+    # stacked gzip becomes gigabytes before a single byte is counted. Undecoded, the bytes
+    # the cap counts are the bytes Pillow gets, and an image needs no HTTP compression.
+    codings = response.headers.get_list("Content-Encoding", split_commas=True)
+    if any(coding.strip().lower() not in IDENTITY_CODINGS for coding in codings):
+        declared = response.headers.get("Content-Encoding")
+        raise ImageFetchError(
+            f"refusing {display_url(url)}: Content-Encoding {declared!r} was not asked for",
+            url=url,
+            status=response.status_code,
         )
 
 

@@ -4,8 +4,11 @@ import asyncio
 import socket
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 from typing import Any, ClassVar
@@ -29,6 +32,7 @@ CAP = 256 * 1024
 CHUNK = 64 * 1024
 STREAMED_TOTAL = 32 * 1024 * 1024
 DECLARED_TOTAL = 100 * 1024 * 1024
+BOMB_TOTAL = 200 * 1024 * 1024
 
 
 def make_image(image_format: str, size: tuple[int, int]) -> bytes:
@@ -38,8 +42,28 @@ def make_image(image_format: str, size: tuple[int, int]) -> bytes:
     return buffer.getvalue()
 
 
+def gzipped(chunks: Iterator[bytes]) -> bytes:
+    """The chunks as one gzip member, compressed as they come (never all in memory)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: gzip framing
+    return b"".join(compressor.compress(chunk) for chunk in chunks) + compressor.flush()
+
+
+def zeros(total: int) -> Iterator[bytes]:
+    """`total` zero bytes, a megabyte at a time."""
+    for _ in range(total // (1 << 20)):
+        yield bytes(1 << 20)
+
+
 PNG = make_image("PNG", (3, 2))
 JPEG = make_image("JPEG", (5, 4))
+
+
+@cache
+def gzip_bomb() -> bytes:
+    """gzip inside gzip: about 500 bytes on the wire, 200 MiB once both layers are undone."""
+    return gzipped(iter([gzipped(zeros(BOMB_TOTAL))]))
+
+
 BODIES = {
     "/png": (PNG, "image/png"),
     "/jpeg": (JPEG, "image/jpeg"),
@@ -128,6 +152,24 @@ class ImageHandler(BaseHTTPRequestHandler):
         time.sleep(1)
         self.send_body(200, PNG, "image/png")
 
+    def send_encoded(self, coding: str, body: bytes) -> None:
+        # Sent although the client asked for identity, as a hostile server would.
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Encoding", coding)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_gzip_bomb(self) -> None:
+        self.send_encoded("gzip, gzip", gzip_bomb())
+
+    def send_gzipped_png(self) -> None:
+        self.send_encoded("gzip", gzipped(iter([PNG])))
+
+    def send_identity_png(self) -> None:
+        self.send_encoded("identity", PNG)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output quiet
 
@@ -135,6 +177,9 @@ class ImageHandler(BaseHTTPRequestHandler):
         "huge-declared": send_huge_declared,
         "huge-streamed": send_huge_streamed,
         "stall": stall,
+        "gzip-bomb": send_gzip_bomb,
+        "gzipped": send_gzipped_png,
+        "identity": send_identity_png,
     }
 
 
@@ -345,6 +390,35 @@ async def test_streamed_oversize_is_aborted_early(
     assert await asyncio.to_thread(server.state.stream_finished.wait, 5)
     # Socket buffers absorb some bytes after the client stops; a full read would be 32 MiB.
     assert server.state.streamed_bytes < STREAMED_TOTAL // 8
+
+
+async def test_stacked_gzip_bomb_is_refused_without_decoding(
+    fetcher: ImageFetcher, server: ImageServer
+) -> None:
+    gzip_bomb()  # built before tracing starts: only the fetch is measured
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            ImageFetchError, match="Content-Encoding 'gzip, gzip' was not asked for"
+        ) as caught:
+            await fetcher.fetch(f"{server.base}/gzip-bomb")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not isinstance(caught.value, ImageTooLargeError)  # refused before, not at, the cap
+    assert caught.value.retryable is False
+    assert caught.value.status == 200
+    # Decoding would have built 200 MiB; refusing reads a few hundred bytes.
+    assert peak < 16 * 1024 * 1024
+
+
+async def test_any_unasked_content_encoding_is_refused(
+    fetcher: ImageFetcher, server: ImageServer
+) -> None:
+    with pytest.raises(ImageFetchError, match="Content-Encoding 'gzip' was not asked for"):
+        await fetcher.fetch(f"{server.base}/gzipped")
+    image = await fetcher.fetch(f"{server.base}/identity")
+    assert image.data == PNG
 
 
 async def test_html_is_fetched_but_not_an_image(fetcher: ImageFetcher, server: ImageServer) -> None:

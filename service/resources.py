@@ -107,6 +107,8 @@ def _providers(settings: Settings, store: Store, closers: list[Closer]) -> Provi
         ),
         images=ImageFetcher(
             http(Accept="image/*"),
+            deadline_seconds=settings.image_fetch_deadline_seconds,
+            max_pixels=settings.image_max_pixels,
             allowed_hosts=settings.image_fetch_allowed_hosts,
             max_bytes=settings.image_max_bytes,
         ),

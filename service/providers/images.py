@@ -1,4 +1,4 @@
-"""Safe image downloads: every hop checked against SSRF, a hard size cap, Pillow verification."""
+"""Safe image downloads: every hop checked against SSRF, hard caps on bytes, pixels and time."""
 
 import asyncio
 import ipaddress
@@ -74,22 +74,34 @@ def unsafe_reason(address: IPAddress) -> str | None:
 ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
 
 
-def inspect_image(data: bytes) -> ImageInfo:
-    """Identify and verify `data` as an image; raise NotAnImageError when it is not one."""
+def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
+    """Identify, verify and fully decode `data`; raise NotAnImageError or ImageTooLargeError."""
+    # CPU-bound: code on the event loop calls it through `ImageFetcher.inspect` (a thread).
     try:
-        with Image.open(BytesIO(data), formats=ACCEPTED_FORMATS) as probe:
-            probe.verify()
-        # verify() leaves the image unusable, so read format and size from a fresh open.
-        with Image.open(BytesIO(data), formats=ACCEPTED_FORMATS) as image:
-            image_format, (width, height) = image.format, image.size
+        return _inspect(data, max_pixels)
     except UnidentifiedImageError as exc:
         # Pillow's own text names an in-memory buffer object: say what matters instead.
         head = data[:16].decode("ascii", "replace").strip()
         raise NotAnImageError(
             f"not an image ({len(data)} bytes starting {head!r})", url=""
         ) from exc
-    except (Image.DecompressionBombError, OSError, SyntaxError) as exc:
+    except Image.DecompressionBombError as exc:
+        # Pillow's process-wide limit, far above ours by default, caught a canvas first.
+        raise ImageTooLargeError(f"image too large: {exc}", url="") from exc
+    except (OSError, SyntaxError) as exc:
         raise NotAnImageError(f"not a valid image: {exc}", url="") from exc
+
+
+def _inspect(data: bytes, max_pixels: int) -> ImageInfo:
+    # Image.open reads only the header, so the canvas is judged before any pixel is decoded.
+    with Image.open(BytesIO(data), formats=ACCEPTED_FORMATS) as probe:
+        check_pixels(probe.size, max_pixels)
+        probe.verify()
+    # verify() leaves the image unusable and does not decode (a truncated JPEG passes it), so
+    # a fresh open decodes every pixel: only an image that decodes whole is accepted.
+    with Image.open(BytesIO(data), formats=ACCEPTED_FORMATS) as image:
+        image.load()
+        image_format, (width, height) = image.format, image.size
     if image_format is None:
         raise NotAnImageError("not an image: Pillow reports no format", url="")
     return ImageInfo(
@@ -101,6 +113,15 @@ def inspect_image(data: bytes) -> ImageInfo:
     )
 
 
+def check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+    """Refuse a canvas of more than `max_pixels` pixels (our cap, not Pillow's global one)."""
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image of {width}x{height} pixels is over the cap of {max_pixels} pixels", url=""
+        )
+
+
 class ImageFetcher:
     """Downloads images over http(s), following redirects itself so every hop is checked."""
 
@@ -108,17 +129,36 @@ class ImageFetcher:
         self,
         http: httpx.AsyncClient,
         *,
+        deadline_seconds: float,
+        max_pixels: int,
         allowed_hosts: frozenset[str] = frozenset(),
         max_bytes: int = 15 * 1024 * 1024,
         max_redirects: int = 5,
     ) -> None:
         self._http = http
+        self._deadline_seconds = deadline_seconds
+        self._max_pixels = max_pixels
         self._allowed_hosts = frozenset(host.lower().strip("[]") for host in allowed_hosts)
         self._max_bytes = max_bytes
         self._max_redirects = max_redirects
 
     async def fetch(self, url: str) -> FetchedImage:
         """Download the image at `url`; raise an ImageFetchError subclass on any failure."""
+        # The HTTP timeouts bound each read, not the whole: a server dripping a byte at a time
+        # never trips them. One deadline covers every hop, DNS, connect, headers and body.
+        try:
+            async with asyncio.timeout(self._deadline_seconds):
+                return await self._follow(url)
+        except TimeoutError as exc:
+            message = f"download of {display_url(url)} exceeded {self._deadline_seconds:g} s"
+            raise ImageDownloadError(message, url=url) from exc
+
+    async def inspect(self, data: bytes) -> ImageInfo:
+        """`inspect_image` under this fetcher's pixel cap, in a thread: decoding is CPU-bound."""
+        return await asyncio.to_thread(inspect_image, data, max_pixels=self._max_pixels)
+
+    async def _follow(self, url: str) -> FetchedImage:
+        """Fetch `url`, following at most `max_redirects` redirects, each hop checked first."""
         seen: set[str] = set()
         current, status = url, None  # status: the redirect that led to `current`, if any
         for _ in range(self._max_redirects + 1):

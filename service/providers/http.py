@@ -17,6 +17,7 @@ from tenacity import (
 
 from service.config import Settings
 from service.errors import (
+    ConfigurationError,
     InvalidRequestError,
     NotFoundError,
     ProviderError,
@@ -226,6 +227,14 @@ class ProviderApi:
         """One GET, with httpx's own failures mapped onto the error tree."""
         try:
             return await self._http.get(path, params=params, headers=headers)
+        except httpx.InvalidURL as exc:
+            # No attempt, now or later, can send a URL httpx cannot build: it is bad input.
+            message = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
+            raise InvalidRequestError(f"{self.provider}: {message}") from exc
+        except httpx.UnsupportedProtocol as exc:
+            # OriginGuard refuses any other scheme before it is sent, so this is the base URL's.
+            message = f"the base URL's scheme is not http or https ({type(exc).__name__})"
+            raise ConfigurationError(f"{self.provider}: {message}") from exc
         except httpx.TransportError as exc:
             message = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
             raise ProviderUnavailableError(self.provider, message) from exc

@@ -1,4 +1,4 @@
-"""Provider clients against the local providers: redirects never leave the API's origin."""
+"""Provider clients against the local providers: redirects stay at home, bad URLs are input."""
 
 from collections.abc import AsyncIterator
 
@@ -8,7 +8,12 @@ import pytest
 from service.config import Settings
 from service.demo.catalogue import ALBUMS, ARTISTS
 from service.demo.providers import LocalProviders
-from service.errors import ProviderError, ProviderUnavailableError
+from service.errors import (
+    ConfigurationError,
+    InvalidRequestError,
+    ProviderError,
+    ProviderUnavailableError,
+)
 from service.providers.coverart import ARCHIVE_HOSTS, CoverArtClient
 from service.providers.http import OriginGuard, ProviderApi, make_provider_client
 from service.providers.musicbrainz import MusicBrainzClient
@@ -20,17 +25,21 @@ UNKNOWN_MBID = "0badc0de-0000-4000-8000-000000000001"
 
 
 @pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[ProviderApi]:
+async def limiter(settings: Settings) -> AsyncIterator[SharedRateLimiter]:
+    """The MusicBrainz budget, on the test's own key in the real Redis."""
+    limit = settings.rate_limit(MUSICBRAINZ.setting)
+    shared = SharedRateLimiter(settings.rate_limit_storage, limit, settings.queue_name)
+    await shared.reset()
+    yield shared
+    await shared.reset()
+    await shared.close()
+
+
+@pytest.fixture
+async def api(settings: Settings, limiter: SharedRateLimiter) -> AsyncIterator[ProviderApi]:
     """The MusicBrainz API as a worker builds it, with fast retries."""
-    http = make_provider_client(settings, "MusicBrainz", settings.musicbrainz_base_url)
-    limiter = SharedRateLimiter(
-        settings.rate_limit_storage, settings.rate_limit(MUSICBRAINZ.setting), settings.queue_name
-    )
-    await limiter.reset()
-    yield ProviderApi("MusicBrainz", http, limiter, retry_attempts=3, backoff_seconds=0.01)
-    await limiter.reset()
-    await limiter.close()
-    await http.aclose()
+    async with make_provider_client(settings, "MusicBrainz", settings.musicbrainz_base_url) as http:
+        yield ProviderApi("MusicBrainz", http, limiter, retry_attempts=3, backoff_seconds=0.01)
 
 
 @pytest.fixture
@@ -127,3 +136,24 @@ def test_origin_guard_allows_the_origin_and_the_archive_hosts(url: str, allowed:
         "Cover Art Archive", "https://coverartarchive.org", redirect_hosts=ARCHIVE_HOSTS
     )
     assert guard.allows(httpx.URL(url)) is allowed
+
+
+async def test_invalid_url_is_an_input_error_not_a_crash(
+    api: ProviderApi, providers: LocalProviders
+) -> None:
+    with pytest.raises(InvalidRequestError, match="MusicBrainz: InvalidURL") as caught:
+        await api.get_json("artist/\x00", {"fmt": "json"})
+    assert caught.value.retryable is False
+    assert providers.requests == []
+
+
+async def test_a_base_url_that_is_not_http_is_a_configuration_error(
+    settings: Settings, limiter: SharedRateLimiter
+) -> None:
+    async with make_provider_client(settings, "MusicBrainz", "ftp://127.0.0.1:1/ws/2") as http:
+        api = ProviderApi("MusicBrainz", http, limiter, backoff_seconds=0.01)
+        with pytest.raises(
+            ConfigurationError, match="MusicBrainz: the base URL's scheme"
+        ) as caught:
+            await api.get_json("artist", {"fmt": "json"})
+    assert caught.value.retryable is False

@@ -11,8 +11,8 @@ EnrichmentError                    raised on purpose; `retryable = False`
 │   └── ProviderUnavailableError   (retryable) overloaded, rate limiting, failing
 ├── ImageFetchError                an image could not be fetched
 │   ├── UnsafeUrlError             the URL or a redirect points where we never connect
-│   ├── ImageTooLargeError         the body is over the cap
-│   ├── NotAnImageError            Pillow cannot identify and verify the bytes
+│   ├── ImageTooLargeError         the body (bytes) or the canvas (pixels) is over its cap
+│   ├── NotAnImageError            Pillow cannot identify, verify and decode the bytes
 │   └── ImageDownloadError         (retryable) server error, throttling, network
 ├── ImageStoreError                storing an image failed for good
 │   └── ImageStoreUnavailableError (retryable)
@@ -97,11 +97,11 @@ class UnsafeUrlError(ImageFetchError):
 
 
 class ImageTooLargeError(ImageFetchError):
-    """The body is larger than the configured cap."""
+    """The body has more bytes, or the image more pixels, than the configured caps allow."""
 
 
 class NotAnImageError(ImageFetchError):
-    """The bytes are not an image Pillow can identify and verify."""
+    """The bytes are not a whole image Pillow can identify, verify and decode."""
 
 
 class ImageDownloadError(ImageFetchError, RetryableError):

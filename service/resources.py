@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from cloudflare import AsyncCloudflare
+from cloudflare import AsyncCloudflare, DefaultAsyncHttpxClient
 from pydantic import SecretStr
 
 from service.config import Settings
-from service.providers.coverart import CoverArtClient
+from service.providers.coverart import ARCHIVE_HOSTS, CoverArtClient
+from service.providers.coverart import PROVIDER as COVERART
 from service.providers.discogs import DiscogsClient
-from service.providers.http import ProviderApi, make_http_client
+from service.providers.http import ProviderApi, make_http_client, make_provider_client
 from service.providers.image_store import CloudflareImageStore, ImageStore, LocalImageStore
 from service.providers.images import ImageFetcher
 from service.providers.musicbrainz import MusicBrainzClient
@@ -80,10 +81,15 @@ async def open_resources(settings: Settings) -> WorkerResources:
 
 
 def _providers(settings: Settings, store: Store, closers: list[Closer]) -> Providers:
-    def http(base_url: str = "", **headers: str) -> httpx.AsyncClient:
-        client = make_http_client(settings, base_url, **headers)
+    def closed_at_shutdown(client: httpx.AsyncClient) -> httpx.AsyncClient:
         closers.append(client.aclose)
         return client
+
+    def http(
+        provider: str, base_url: str, redirect_hosts: frozenset[str] = frozenset()
+    ) -> httpx.AsyncClient:
+        client = make_provider_client(settings, provider, base_url, redirect_hosts=redirect_hosts)
+        return closed_at_shutdown(client)
 
     def api(limit: RateLimit, base_url: str, *secrets: str) -> ProviderApi:
         limiter = SharedRateLimiter(
@@ -92,7 +98,7 @@ def _providers(settings: Settings, store: Store, closers: list[Closer]) -> Provi
         closers.append(limiter.close)
         return ProviderApi(
             limit.provider,
-            http(base_url),
+            http(limit.provider, base_url),
             limiter,
             retry_attempts=settings.provider_retry_attempts,
             backoff_seconds=settings.provider_backoff_seconds,
@@ -103,12 +109,14 @@ def _providers(settings: Settings, store: Store, closers: list[Closer]) -> Provi
     return Providers(
         settings=settings,
         musicbrainz=MusicBrainzClient(api(MUSICBRAINZ, settings.musicbrainz_base_url)),
-        coverart=CoverArtClient(http(settings.coverart_base_url)),
+        coverart=CoverArtClient(http(COVERART, settings.coverart_base_url, ARCHIVE_HOSTS)),
         discogs=DiscogsClient(
             api(DISCOGS, settings.discogs_base_url, *discogs_secrets), settings.discogs_token
         ),
         images=ImageFetcher(
-            http(Accept="image/*"),
+            closed_at_shutdown(make_http_client(settings, "", Accept="image/*")),
+            deadline_seconds=settings.image_fetch_deadline_seconds,
+            max_pixels=settings.image_max_pixels,
             allowed_hosts=settings.image_fetch_allowed_hosts,
             max_bytes=settings.image_max_bytes,
         ),
@@ -123,21 +131,29 @@ def _image_store(settings: Settings, closers: list[Closer]) -> ImageStore:
         return LocalImageStore(
             settings.image_cache_dir, public_base_url=settings.image_public_base_url
         )
-    assert settings.cloudflare_api_token is not None
     assert settings.cloudflare_account_id is not None
-    # No SDK retries: it would retry a 409 (re-sending the whole image) and stack its own
-    # backoff under the job's; our job-level retries decide what happens after a failure.
-    client = AsyncCloudflare(
-        api_token=settings.cloudflare_api_token.get_secret_value(),
-        base_url=settings.cloudflare_api_base_url,
-        max_retries=0,
-        timeout=settings.http_timeout_seconds,
-    )
+    client = make_cloudflare_client(settings)
     closers.append(client.close)
     return CloudflareImageStore(
         client,
         account_id=settings.cloudflare_account_id,
         account_hash=settings.cloudflare_account_hash,
+    )
+
+
+def make_cloudflare_client(settings: Settings) -> AsyncCloudflare:
+    """The Cloudflare SDK's client for our account, with no retries and no redirects."""
+    assert settings.cloudflare_api_token is not None
+    # No SDK retries: it would retry a 409 (re-sending the whole image) and stack its own
+    # backoff under the job's; our job-level retries decide what happens after a failure.
+    # No redirects either (the SDK follows them by default): the API has no reason to send
+    # any, and following one would re-send the upload wherever it pointed. A 3xx is an error.
+    return AsyncCloudflare(
+        api_token=settings.cloudflare_api_token.get_secret_value(),
+        base_url=settings.cloudflare_api_base_url,
+        max_retries=0,
+        timeout=settings.http_timeout_seconds,
+        http_client=DefaultAsyncHttpxClient(follow_redirects=False),
     )
 
 

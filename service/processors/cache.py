@@ -5,7 +5,6 @@ import hashlib
 from service.errors import ImageFetchError
 from service.models.jobs import CacheDetails, CacheImageJob
 from service.processing import JobRun
-from service.providers.images import inspect_image
 from service.resources import Providers
 
 
@@ -27,7 +26,7 @@ async def cache_image(job: CacheImageJob, run: JobRun[CacheDetails], providers: 
     details.http_status, details.content_type = fetched.status, fetched.content_type
     details.size_bytes = len(fetched.data)
     details.sha256 = hashlib.sha256(fetched.data).hexdigest()
-    info = inspect_image(fetched.data)
+    info = await providers.images.inspect(fetched.data)
     details.format, details.width, details.height = info.format, info.width, info.height
     stored = await providers.image_store.store(
         fetched.data,

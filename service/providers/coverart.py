@@ -7,6 +7,10 @@ from service.errors import NotFoundError, ProviderUnavailableError
 from service.providers.http import json_object, raise_for_status
 
 PROVIDER = "Cover Art Archive"
+# The archive keeps no listings itself: `release-group/{mbid}` answers 307 to the chosen
+# release's index.json on archive.org, which redirects again to one of its storage hosts
+# (ia…us.archive.org). Its client follows redirects to these hosts, and nowhere else.
+ARCHIVE_HOSTS = frozenset({"archive.org"})
 
 
 class CoverImage(BaseModel):

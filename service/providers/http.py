@@ -17,20 +17,47 @@ from tenacity import (
 
 from service.config import Settings
 from service.errors import (
+    ConfigurationError,
     InvalidRequestError,
     NotFoundError,
     ProviderError,
     ProviderUnavailableError,
 )
 from service.providers.ratelimit import SharedRateLimiter
+from service.urls import display_url
 
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Origin = tuple[str, str, int | None]
 
 
 def make_http_client(settings: Settings, base_url: str, **headers: str) -> httpx.AsyncClient:
-    """An HTTP client for one provider: its base URL, our User-Agent, sane timeouts."""
+    """An HTTP client with our User-Agent and sane timeouts that follows no redirect itself."""
+    # Its one user, the image fetcher, judges every hop before it follows it.
+    return _client(settings, base_url, headers, follow_redirects=False)
+
+
+def make_provider_client(
+    settings: Settings,
+    provider: str,
+    base_url: str,
+    *,
+    redirect_hosts: frozenset[str] = frozenset(),
+    **headers: str,
+) -> httpx.AsyncClient:
+    """A client for one provider's API that sends nothing beyond the API's origin."""
+    guard = OriginGuard(provider, base_url, redirect_hosts=redirect_hosts)
+    return _client(
+        settings, base_url, headers, follow_redirects=True, event_hooks={"request": [guard]}
+    )
+
+
+def _client(
+    settings: Settings, base_url: str, headers: dict[str, str], **options: Any
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/") + "/",
         headers={
@@ -39,8 +66,50 @@ def make_http_client(settings: Settings, base_url: str, **headers: str) -> httpx
             **headers,
         },
         timeout=httpx.Timeout(settings.http_timeout_seconds, connect=5.0),
-        follow_redirects=True,
+        **options,
     )
+
+
+class OriginGuard:
+    """A request hook that refuses any request outside the API's origin (scheme, host, port).
+
+    httpx runs request hooks before every redirect hop, so a redirect to loopback, the cloud
+    metadata address or anywhere else is refused (a permanent ProviderError) before it is sent.
+    `redirect_hosts` (and their subdomains) are also allowed, over http or https: hosts where
+    the provider itself keeps its answers, which we send no credential.
+    """
+
+    def __init__(
+        self, provider: str, base_url: str, *, redirect_hosts: frozenset[str] = frozenset()
+    ) -> None:
+        base = httpx.URL(base_url)
+        self._provider = provider
+        self._origin = origin_of(base)
+        self._shown = display_url(f"{base.scheme}://{base.netloc.decode('ascii')}")
+        self._redirect_hosts = frozenset(host.lower() for host in redirect_hosts)
+
+    async def __call__(self, request: httpx.Request) -> None:
+        """Raise ProviderError unless `request` goes to an origin the provider may send us to."""
+        if self.allows(request.url):
+            return
+        raise ProviderError(
+            self._provider,
+            f"refusing a request to {display_url(str(request.url))}: "
+            f"outside the API's origin {self._shown}",
+        )
+
+    def allows(self, url: httpx.URL) -> bool:
+        """Whether a request to `url` stays where the provider's API lives."""
+        if origin_of(url) == self._origin:
+            return True
+        host = url.host.lower()
+        named = any(host == h or host.endswith(f".{h}") for h in self._redirect_hosts)
+        return named and url.scheme in DEFAULT_PORTS
+
+
+def origin_of(url: httpx.URL) -> Origin:
+    """Scheme, host and port of `url`, the port filled in from the scheme when implicit."""
+    return url.scheme, url.host.lower(), url.port or DEFAULT_PORTS.get(url.scheme)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -145,16 +214,30 @@ class ProviderApi:
         async for attempt in retrying:
             with attempt:
                 await self._limiter.acquire()
-                try:
-                    response = await self._http.get(path, params=params, headers=headers)
-                except httpx.TransportError as exc:
-                    message = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
-                    raise ProviderUnavailableError(self.provider, message) from exc
+                response = await self._get(path, params, headers)
                 if on_response is not None:
                     on_response(response)
                 raise_for_status(self.provider, response, secrets=self._secrets)
                 return json_object(self.provider, response)
         raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _get(
+        self, path: str, params: dict[str, str], headers: dict[str, str] | None
+    ) -> httpx.Response:
+        """One GET, with httpx's own failures mapped onto the error tree."""
+        try:
+            return await self._http.get(path, params=params, headers=headers)
+        except httpx.InvalidURL as exc:
+            # No attempt, now or later, can send a URL httpx cannot build: it is bad input.
+            message = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
+            raise InvalidRequestError(f"{self.provider}: {message}") from exc
+        except httpx.UnsupportedProtocol as exc:
+            # OriginGuard refuses any other scheme before it is sent, so this is the base URL's.
+            message = f"the base URL's scheme is not http or https ({type(exc).__name__})"
+            raise ConfigurationError(f"{self.provider}: {message}") from exc
+        except httpx.TransportError as exc:
+            message = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
+            raise ProviderUnavailableError(self.provider, message) from exc
 
     def _wait(self, state: RetryCallState) -> float:
         # Back off exponentially with jitter, and at least as long as Retry-After asks.

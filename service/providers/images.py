@@ -1,4 +1,4 @@
-"""Safe image downloads: every hop checked against SSRF, a hard size cap, Pillow verification."""
+"""Safe image downloads: every hop checked against SSRF, hard caps on bytes, pixels and time."""
 
 import asyncio
 import ipaddress
@@ -28,6 +28,7 @@ RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
 EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif", "ICO": "ico"}
 # Compressed bodies could expand far past the cap inside a single decoded chunk.
 REQUEST_HEADERS = {"Accept-Encoding": "identity"}
+IDENTITY_CODINGS = frozenset({"", "identity"})
 
 
 @dataclass(frozen=True)
@@ -73,22 +74,34 @@ def unsafe_reason(address: IPAddress) -> str | None:
 ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
 
 
-def inspect_image(data: bytes) -> ImageInfo:
-    """Identify and verify `data` as an image; raise NotAnImageError when it is not one."""
+def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
+    """Identify, verify and fully decode `data`; raise NotAnImageError or ImageTooLargeError."""
+    # CPU-bound: code on the event loop calls it through `ImageFetcher.inspect` (a thread).
     try:
-        with Image.open(BytesIO(data), formats=ACCEPTED_FORMATS) as probe:
-            probe.verify()
-        # verify() leaves the image unusable, so read format and size from a fresh open.
-        with Image.open(BytesIO(data), formats=ACCEPTED_FORMATS) as image:
-            image_format, (width, height) = image.format, image.size
+        return _inspect(data, max_pixels)
     except UnidentifiedImageError as exc:
         # Pillow's own text names an in-memory buffer object: say what matters instead.
         head = data[:16].decode("ascii", "replace").strip()
         raise NotAnImageError(
             f"not an image ({len(data)} bytes starting {head!r})", url=""
         ) from exc
-    except (Image.DecompressionBombError, OSError, SyntaxError) as exc:
+    except Image.DecompressionBombError as exc:
+        # Pillow's process-wide limit, far above ours by default, caught a canvas first.
+        raise ImageTooLargeError(f"image too large: {exc}", url="") from exc
+    except (OSError, SyntaxError) as exc:
         raise NotAnImageError(f"not a valid image: {exc}", url="") from exc
+
+
+def _inspect(data: bytes, max_pixels: int) -> ImageInfo:
+    # Image.open reads only the header, so the canvas is judged before any pixel is decoded.
+    with Image.open(BytesIO(data), formats=ACCEPTED_FORMATS) as probe:
+        check_pixels(probe.size, max_pixels)
+        probe.verify()
+    # verify() leaves the image unusable and does not decode (a truncated JPEG passes it), so
+    # a fresh open decodes every pixel: only an image that decodes whole is accepted.
+    with Image.open(BytesIO(data), formats=ACCEPTED_FORMATS) as image:
+        image.load()
+        image_format, (width, height) = image.format, image.size
     if image_format is None:
         raise NotAnImageError("not an image: Pillow reports no format", url="")
     return ImageInfo(
@@ -100,6 +113,15 @@ def inspect_image(data: bytes) -> ImageInfo:
     )
 
 
+def check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+    """Refuse a canvas of more than `max_pixels` pixels (our cap, not Pillow's global one)."""
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image of {width}x{height} pixels is over the cap of {max_pixels} pixels", url=""
+        )
+
+
 class ImageFetcher:
     """Downloads images over http(s), following redirects itself so every hop is checked."""
 
@@ -107,17 +129,36 @@ class ImageFetcher:
         self,
         http: httpx.AsyncClient,
         *,
+        deadline_seconds: float,
+        max_pixels: int,
         allowed_hosts: frozenset[str] = frozenset(),
         max_bytes: int = 15 * 1024 * 1024,
         max_redirects: int = 5,
     ) -> None:
         self._http = http
+        self._deadline_seconds = deadline_seconds
+        self._max_pixels = max_pixels
         self._allowed_hosts = frozenset(host.lower().strip("[]") for host in allowed_hosts)
         self._max_bytes = max_bytes
         self._max_redirects = max_redirects
 
     async def fetch(self, url: str) -> FetchedImage:
         """Download the image at `url`; raise an ImageFetchError subclass on any failure."""
+        # The HTTP timeouts bound each read, not the whole: a server dripping a byte at a time
+        # never trips them. One deadline covers every hop, DNS, connect, headers and body.
+        try:
+            async with asyncio.timeout(self._deadline_seconds):
+                return await self._follow(url)
+        except TimeoutError as exc:
+            message = f"download of {display_url(url)} exceeded {self._deadline_seconds:g} s"
+            raise ImageDownloadError(message, url=url) from exc
+
+    async def inspect(self, data: bytes) -> ImageInfo:
+        """`inspect_image` under this fetcher's pixel cap, in a thread: decoding is CPU-bound."""
+        return await asyncio.to_thread(inspect_image, data, max_pixels=self._max_pixels)
+
+    async def _follow(self, url: str) -> FetchedImage:
+        """Fetch `url`, following at most `max_redirects` redirects, each hop checked first."""
         seen: set[str] = set()
         current, status = url, None  # status: the redirect that led to `current`, if any
         for _ in range(self._max_redirects + 1):
@@ -188,6 +229,7 @@ class ImageFetcher:
             return redirect_target(url, response), status
         raise_for_status(url, status)
         self._check_declared_length(url, response)
+        check_identity_encoding(url, response)
         data = await self._read_capped(url, response)
         return FetchedImage(
             url=url, data=data, content_type=response.headers.get("Content-Type"), status=status
@@ -201,10 +243,10 @@ class ImageFetcher:
             raise self._too_large(url, response.status_code)
 
     async def _read_capped(self, url: str, response: httpx.Response) -> bytes:
-        """The body, aborting as soon as it grows past the cap."""
+        """The body as received (never decoded), aborting as soon as it grows past the cap."""
         chunks: list[bytes] = []
         total = 0
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.aiter_raw():
             total += len(chunk)
             if total > self._max_bytes:
                 raise self._too_large(url, response.status_code)
@@ -216,6 +258,21 @@ class ImageFetcher:
             f"image larger than {self._max_bytes} bytes at {display_url(url)}",
             url=url,
             status=status,
+        )
+
+
+def check_identity_encoding(url: str, response: httpx.Response) -> None:
+    """Refuse a body sent with a Content-Encoding we did not ask for (we ask for identity)."""
+    # Decoding would undo the cap: httpx inflates each received chunk in one go, so 2 KB of
+    # stacked gzip becomes gigabytes before a single byte is counted. Undecoded, the bytes
+    # the cap counts are the bytes Pillow gets, and an image needs no HTTP compression.
+    codings = response.headers.get_list("Content-Encoding", split_commas=True)
+    if any(coding.strip().lower() not in IDENTITY_CODINGS for coding in codings):
+        declared = response.headers.get("Content-Encoding")
+        raise ImageFetchError(
+            f"refusing {display_url(url)}: Content-Encoding {declared!r} was not asked for",
+            url=url,
+            status=response.status_code,
         )
 
 

@@ -4,12 +4,16 @@ import asyncio
 import hashlib
 import json
 import socket
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import cloudflare
 import pytest
 
+from service.config import Settings
 from service.errors import ImageStoreError, ImageStoreUnavailableError
 from service.providers import image_store
 from service.providers.image_store import (
@@ -18,6 +22,7 @@ from service.providers.image_store import (
     LocalImageStore,
     StoredImage,
 )
+from service.resources import make_cloudflare_client
 from tests.fake_cloudflare import ACCOUNT, ACCOUNT_HASH, FakeCloudflare
 
 TOKEN = "test-token-SECRET"
@@ -273,3 +278,51 @@ async def test_cloudflare_refuses_unsupported_input_before_uploading(
     with pytest.raises(ImageStoreError, match="over 1024 bytes"):
         await cf_store.store(PNG, sha256=PNG_SHA, extension="png", metadata={"k": "v" * 1100})
     assert fake.uploads == []
+
+
+@pytest.fixture
+def redirecting_api(api: tuple[FakeCloudflare, str]) -> Iterator[tuple[list[str], str]]:
+    """A base URL whose every upload is redirected (307) to the fake API under another name."""
+    seen: list[str] = []
+    target = api[1].replace("127.0.0.1", "localhost").removesuffix("/client/v4")
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.path)
+            # Read the upload first: closing on a client still sending resets the connection.
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(307)
+            self.send_header("Location", f"{target}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield seen, f"http://127.0.0.1:{server.server_address[1]}/client/v4"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_cloudflare_redirect_is_an_error_not_a_resent_upload(
+    redirecting_api: tuple[list[str], str], fake: FakeCloudflare
+) -> None:
+    seen, base_url = redirecting_api
+    settings = Settings.model_validate(
+        {
+            "CLOUDFLARE_ACCOUNT_ID": ACCOUNT,
+            "CLOUDFLARE_API_TOKEN": TOKEN,
+            "CLOUDFLARE_API_BASE_URL": base_url,
+        }
+    )
+    async with make_cloudflare_client(settings) as client:
+        store = CloudflareImageStore(client, account_id=ACCOUNT, account_hash=ACCOUNT_HASH)
+        with pytest.raises(ImageStoreError, match=r"upload failed \(HTTP 307\)") as caught:
+            await store_png(store)
+    assert caught.value.retryable is False
+    assert_token_hidden(caught.value)
+    assert len(seen) == 1
+    assert fake.uploads == []  # the upload was never sent on to where the redirect pointed

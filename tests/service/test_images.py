@@ -1,11 +1,15 @@
-"""The image fetcher against a real HTTP server on loopback: SSRF checks, size caps, Pillow."""
+"""The image fetcher against a real HTTP server on loopback: SSRF checks, caps, Pillow."""
 
 import asyncio
 import socket
+import struct
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 from typing import Any, ClassVar
@@ -26,9 +30,14 @@ from service.providers.images import ImageFetcher, inspect_image
 from service.urls import display_url
 
 CAP = 256 * 1024
+MAX_PIXELS = 1_000_000
+DEADLINE = 10.0
 CHUNK = 64 * 1024
 STREAMED_TOTAL = 32 * 1024 * 1024
 DECLARED_TOTAL = 100 * 1024 * 1024
+BOMB_TOTAL = 200 * 1024 * 1024
+DRIP_SECONDS = 0.2
+DRIP_MAX_BYTES = 600  # two minutes of dripping, so a forgotten handler thread still ends
 
 
 def make_image(image_format: str, size: tuple[int, int]) -> bytes:
@@ -38,8 +47,51 @@ def make_image(image_format: str, size: tuple[int, int]) -> bytes:
     return buffer.getvalue()
 
 
+def gzipped(chunks: Iterator[bytes]) -> bytes:
+    """The chunks as one gzip member, compressed as they come (never all in memory)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: gzip framing
+    return b"".join(compressor.compress(chunk) for chunk in chunks) + compressor.flush()
+
+
+def zeros(total: int) -> Iterator[bytes]:
+    """`total` zero bytes, a megabyte at a time."""
+    for _ in range(total // (1 << 20)):
+        yield bytes(1 << 20)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A 1-bit PNG declaring `width` x `height` whose pixel data is garbage: decoding fails."""
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", b"not pixels")
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def make_bilevel_png(size: tuple[int, int]) -> bytes:
+    """A valid 1-bit PNG of `size`: a few kilobytes even for millions of pixels."""
+    buffer = BytesIO()
+    Image.new("1", size).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 PNG = make_image("PNG", (3, 2))
 JPEG = make_image("JPEG", (5, 4))
+
+
+@cache
+def gzip_bomb() -> bytes:
+    """gzip inside gzip: about 500 bytes on the wire, 200 MiB once both layers are undone."""
+    return gzipped(iter([gzipped(zeros(BOMB_TOTAL))]))
+
+
 BODIES = {
     "/png": (PNG, "image/png"),
     "/jpeg": (JPEG, "image/jpeg"),
@@ -128,6 +180,37 @@ class ImageHandler(BaseHTTPRequestHandler):
         time.sleep(1)
         self.send_body(200, PNG, "image/png")
 
+    def send_encoded(self, coding: str, body: bytes) -> None:
+        # Sent although the client asked for identity, as a hostile server would.
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Encoding", coding)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_gzip_bomb(self) -> None:
+        self.send_encoded("gzip, gzip", gzip_bomb())
+
+    def send_gzipped_png(self) -> None:
+        self.send_encoded("gzip", gzipped(iter([PNG])))
+
+    def send_identity_png(self) -> None:
+        self.send_encoded("identity", PNG)
+
+    def drip(self) -> None:
+        # Each byte arrives well within any read timeout; the whole never arrives.
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.end_headers()
+        try:
+            for _ in range(DRIP_MAX_BYTES):
+                self.wfile.write(b"\0")
+                self.wfile.flush()
+                time.sleep(DRIP_SECONDS)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output quiet
 
@@ -135,6 +218,10 @@ class ImageHandler(BaseHTTPRequestHandler):
         "huge-declared": send_huge_declared,
         "huge-streamed": send_huge_streamed,
         "stall": stall,
+        "gzip-bomb": send_gzip_bomb,
+        "gzipped": send_gzipped_png,
+        "identity": send_identity_png,
+        "drip": drip,
     }
 
 
@@ -181,27 +268,43 @@ async def http(sent: list[httpx.URL]) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+def make_fetcher(
+    http: httpx.AsyncClient,
+    *,
+    deadline_seconds: float = DEADLINE,
+    allowed_hosts: frozenset[str] = frozenset({"127.0.0.1"}),
+) -> ImageFetcher:
+    """A fetcher with the tests' caps."""
+    return ImageFetcher(
+        http,
+        deadline_seconds=deadline_seconds,
+        max_pixels=MAX_PIXELS,
+        allowed_hosts=allowed_hosts,
+        max_bytes=CAP,
+    )
+
+
 @pytest.fixture
 def fetcher(http: httpx.AsyncClient) -> ImageFetcher:
-    return ImageFetcher(http, allowed_hosts=frozenset({"127.0.0.1"}), max_bytes=CAP)
+    return make_fetcher(http)
 
 
 @pytest.fixture
 def strict_fetcher(http: httpx.AsyncClient) -> ImageFetcher:
-    return ImageFetcher(http, max_bytes=CAP)
+    return make_fetcher(http, allowed_hosts=frozenset())
 
 
 async def test_png_is_fetched_and_inspected(fetcher: ImageFetcher, server: ImageServer) -> None:
     image = await fetcher.fetch(f"{server.base}/png")
     assert (image.url, image.data, image.status) == (f"{server.base}/png", PNG, 200)
     assert image.content_type == "image/png"
-    info = inspect_image(image.data)
+    info = await fetcher.inspect(image.data)
     assert (info.format, info.width, info.height) == ("PNG", 3, 2)
     assert (info.mime, info.extension) == ("image/png", "png")
 
 
 async def test_jpeg_is_fetched_and_inspected(fetcher: ImageFetcher, server: ImageServer) -> None:
-    info = inspect_image((await fetcher.fetch(f"{server.base}/jpeg")).data)
+    info = await fetcher.inspect((await fetcher.fetch(f"{server.base}/jpeg")).data)
     assert (info.format, info.width, info.height) == ("JPEG", 5, 4)
     assert (info.mime, info.extension) == ("image/jpeg", "jpg")
 
@@ -347,11 +450,53 @@ async def test_streamed_oversize_is_aborted_early(
     assert server.state.streamed_bytes < STREAMED_TOTAL // 8
 
 
+async def test_stacked_gzip_bomb_is_refused_without_decoding(
+    fetcher: ImageFetcher, server: ImageServer
+) -> None:
+    gzip_bomb()  # built before tracing starts: only the fetch is measured
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            ImageFetchError, match="Content-Encoding 'gzip, gzip' was not asked for"
+        ) as caught:
+            await fetcher.fetch(f"{server.base}/gzip-bomb")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not isinstance(caught.value, ImageTooLargeError)  # refused before, not at, the cap
+    assert caught.value.retryable is False
+    assert caught.value.status == 200
+    # Decoding would have built 200 MiB; refusing reads a few hundred bytes.
+    assert peak < 16 * 1024 * 1024
+
+
+async def test_any_unasked_content_encoding_is_refused(
+    fetcher: ImageFetcher, server: ImageServer
+) -> None:
+    with pytest.raises(ImageFetchError, match="Content-Encoding 'gzip' was not asked for"):
+        await fetcher.fetch(f"{server.base}/gzipped")
+    image = await fetcher.fetch(f"{server.base}/identity")
+    assert image.data == PNG
+
+
+async def test_slow_drip_is_cut_off_at_the_deadline(
+    http: httpx.AsyncClient, server: ImageServer
+) -> None:
+    fetcher = make_fetcher(http, deadline_seconds=1)
+    # The outer bound only turns a regression into a failure instead of a two-minute hang.
+    async with asyncio.timeout(15):
+        with pytest.raises(ImageDownloadError, match=r"download of .*/drip exceeded 1 s") as caught:
+            await fetcher.fetch(f"{server.base}/drip?token=secret")
+    assert caught.value.retryable is True
+    assert "secret" not in str(caught.value)
+    assert caught.value.url == f"{server.base}/drip"
+
+
 async def test_html_is_fetched_but_not_an_image(fetcher: ImageFetcher, server: ImageServer) -> None:
     page = await fetcher.fetch(f"{server.base}/html")
     assert page.content_type == "text/html"
     with pytest.raises(NotAnImageError, match="not an image") as caught:
-        inspect_image(page.data)
+        await fetcher.inspect(page.data)
     assert caught.value.retryable is False
 
 
@@ -361,7 +506,37 @@ def test_corrupt_png_fails_verification() -> None:
     with Image.open(BytesIO(bytes(corrupt))) as image:
         assert image.format == "PNG"
     with pytest.raises(NotAnImageError):
-        inspect_image(bytes(corrupt))
+        inspect_image(bytes(corrupt), max_pixels=MAX_PIXELS)
+
+
+def test_truncated_jpeg_that_passes_verify_is_refused() -> None:
+    buffer = BytesIO()
+    Image.effect_noise((64, 64), 64).convert("RGB").save(buffer, format="JPEG")
+    truncated = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+    with Image.open(BytesIO(truncated)) as image:
+        image.verify()  # Pillow's verify() does not decode: it lets this through
+    with pytest.raises(NotAnImageError, match="truncated") as caught:
+        inspect_image(truncated, max_pixels=MAX_PIXELS)
+    assert caught.value.retryable is False
+
+
+def test_pixel_bomb_is_refused_from_its_header_alone() -> None:
+    bomb = png_header_only(6000, 6000)
+    with Image.open(BytesIO(bomb)) as image:
+        image.verify()  # a well-formed file: only the declared canvas is hostile
+    # The pixel data is garbage, so refusing it as too large (not as undecodable) proves
+    # that the canvas was judged before a single pixel was decoded.
+    with pytest.raises(ImageTooLargeError, match="6000x6000 pixels is over the cap") as caught:
+        inspect_image(bomb, max_pixels=MAX_PIXELS)
+    assert caught.value.retryable is False
+
+
+async def test_pixel_cap_is_the_fetchers_not_pillows(fetcher: ImageFetcher) -> None:
+    # Both far below Pillow's own process-wide limit (about 89 megapixels).
+    at_cap = await fetcher.inspect(make_bilevel_png((1000, MAX_PIXELS // 1000)))
+    assert (at_cap.width, at_cap.height) == (1000, MAX_PIXELS // 1000)
+    with pytest.raises(ImageTooLargeError, match="1001x1000 pixels"):
+        await fetcher.inspect(make_bilevel_png((1001, 1000)))
 
 
 @pytest.mark.parametrize("status", [403, 404, 410])
@@ -400,7 +575,7 @@ async def test_connection_refused_is_retryable(fetcher: ImageFetcher) -> None:
 
 async def test_timeout_is_retryable(server: ImageServer) -> None:
     async with httpx.AsyncClient(timeout=0.2) as http:
-        impatient = ImageFetcher(http, allowed_hosts=frozenset({"127.0.0.1"}))
+        impatient = make_fetcher(http)
         with pytest.raises(ImageDownloadError, match="timed out") as caught:
             await impatient.fetch(f"{server.base}/stall")
     assert caught.value.retryable is True
@@ -410,7 +585,7 @@ async def test_allowed_hosts_compare_case_insensitively(
     http: httpx.AsyncClient, server: ImageServer
 ) -> None:
     port = server.base.rsplit(":", 1)[1]
-    fetcher = ImageFetcher(http, allowed_hosts=frozenset({"LocalHost"}))
+    fetcher = make_fetcher(http, allowed_hosts=frozenset({"LocalHost"}))
     image = await fetcher.fetch(f"http://LOCALHOST:{port}/png")
     assert image.data == PNG
 

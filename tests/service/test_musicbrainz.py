@@ -8,14 +8,14 @@ from service.config import Settings
 from service.demo.catalogue import ARTISTS
 from service.demo.providers import LocalProviders
 from service.errors import InvalidRequestError, NotFoundError, ProviderUnavailableError
-from service.providers.http import ProviderApi, make_http_client
+from service.providers.http import ProviderApi, make_provider_client
 from service.providers.musicbrainz import MusicBrainzClient, lucene_phrase
 from service.providers.ratelimit import MUSICBRAINZ, SharedRateLimiter
 
 
 @pytest.fixture
 async def musicbrainz(settings: Settings) -> AsyncIterator[MusicBrainzClient]:
-    http = make_http_client(settings, settings.musicbrainz_base_url)
+    http = make_provider_client(settings, "MusicBrainz", settings.musicbrainz_base_url)
     limiter = SharedRateLimiter(
         settings.rate_limit_storage, settings.rate_limit(MUSICBRAINZ.setting), settings.queue_name
     )

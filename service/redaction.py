@@ -1,8 +1,9 @@
 """One redaction step for every text that leaves the process: log records and stored documents.
 
 A provider may echo a token back upper-cased, URL-quoted or cut short, so a secret is matched
-in any case, in its encoded forms, and by any run of `RUN_CHARS` of its characters that is not a word. URLs lose
-their `user:password@` and the values of signing parameters (`sig`, `token`, `X-Amz-*`…).
+in any case, in its encoded forms, and by any run of `RUN_CHARS` of its characters that is
+not a word. URLs lose their `user:password@` and the values of signing parameters (`sig`,
+`token`, `X-Amz-*`…).
 
 The configured secrets are process-wide, like logging itself: `protect(settings)` adds them
 (never removes any, so two in-process workers with different tokens both stay covered) and

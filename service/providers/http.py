@@ -24,6 +24,7 @@ from service.errors import (
     ProviderUnavailableError,
 )
 from service.providers.ratelimit import SharedRateLimiter
+from service.redaction import Redactor
 from service.urls import display_url
 
 logger = logging.getLogger(__name__)
@@ -145,11 +146,9 @@ def raise_for_status(
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    """The text with every secret replaced: providers may quote a credential back."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
+    """The text with every secret replaced, in any case, encoding or 8-character run."""
+    # Providers quote credentials back, sometimes upper-cased, URL-quoted or cut short.
+    return Redactor(secrets).redact(text)
 
 
 def _error_message(response: httpx.Response) -> str:

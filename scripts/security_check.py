@@ -40,7 +40,7 @@ BOMB_BYTES = 64 * 1024 * 1024
 Probe = Callable[[], Awaitable[str]]
 
 
-class Refused(Exception):
+class RefusedError(Exception):
     """The probe was refused; its text says how."""
 
 
@@ -71,7 +71,7 @@ class Hostile(BaseHTTPRequestHandler):
 
     other_origin = ""
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+    def do_GET(self) -> None:
         """One hostile (or, for the controls, honest) answer."""
         if self.path == "/drip":
             return self._drip()
@@ -102,7 +102,7 @@ class Hostile(BaseHTTPRequestHandler):
         except OSError:
             pass  # the client gave up: the point of the probe
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         """Quiet."""
 
 
@@ -190,7 +190,7 @@ def secret_probes() -> dict[str, tuple[str, Probe]]:
             shown = redactor.redact(f"provider said: {text}")
             if shown == f"provider said: {text}":
                 return shown
-            raise Refused(shown)
+            raise RefusedError(shown)
 
         return probe
 
@@ -203,7 +203,7 @@ def secret_probes() -> dict[str, tuple[str, Probe]]:
         logging.getLogger("httpcore").removeHandler(handler)
         if TOKEN.lower() in stream.getvalue():
             return stream.getvalue().strip()
-        raise Refused(stream.getvalue().strip())
+        raise RefusedError(stream.getvalue().strip())
 
     async def settings_error() -> str:
         try:
@@ -211,7 +211,7 @@ def secret_probes() -> dict[str, tuple[str, Probe]]:
         except ValidationError as exc:
             if TOKEN in str(exc):
                 return str(exc)
-            raise Refused(exc.errors(include_url=False)[0]["msg"]) from exc
+            raise RefusedError(exc.errors(include_url=False)[0]["msg"]) from exc
         return "accepted"
 
     probes: dict[str, tuple[str, Probe]] = {
@@ -231,7 +231,7 @@ def input_probes() -> dict[str, tuple[str, Probe]]:
                 return AlbumJob(**fields).label  # type: ignore[arg-type]
             except ValidationError as exc:
                 error = exc.errors(include_url=False)[0]
-                raise Refused(f"{error['loc'][0]}: {error['msg']}") from exc
+                raise RefusedError(f"{error['loc'][0]}: {error['msg']}") from exc
 
         return probe
 
@@ -251,7 +251,7 @@ def dashboard_probes(cache: Path) -> dict[str, tuple[str, Probe]]:
     def refused_if_none(value: object) -> Probe:
         async def probe() -> str:
             if value is None:
-                raise Refused("shown as text")
+                raise RefusedError("shown as text")
             return repr(value)[:80]
 
         return probe
@@ -260,7 +260,7 @@ def dashboard_probes(cache: Path) -> dict[str, tuple[str, Probe]]:
         shown = plain(hostile)
         if "](" in shown or "<b>" in shown or "https://" in shown:
             return shown
-        raise Refused(shown[:70] + "…")
+        raise RefusedError(shown[:70] + "…")
 
     return {
         "dashboard: provider Markdown in a label": ("refused", markdown),
@@ -284,7 +284,7 @@ async def run(name: str, expected: str, probe: Probe) -> bool:
     started = time.monotonic()
     try:
         detail, verdict = await probe(), "ok"
-    except Refused as exc:
+    except RefusedError as exc:
         detail, verdict = str(exc), "refused"
     except EnrichmentError as exc:
         detail, verdict = f"{type(exc).__name__}: {exc}", "refused"

@@ -228,7 +228,7 @@ def input_probes() -> dict[str, tuple[str, Probe]]:
     def album(**fields: str) -> Probe:
         async def probe() -> str:
             try:
-                return AlbumJob(**fields).label  # type: ignore[arg-type]
+                return AlbumJob.model_validate(fields).label
             except ValidationError as exc:
                 error = exc.errors(include_url=False)[0]
                 raise RefusedError(f"{error['loc'][0]}: {error['msg']}") from exc

@@ -2,5 +2,9 @@
 
 from service.broker import create_broker
 from service.config import Settings
+from service.redaction import protect
 
-broker = create_broker(Settings())
+settings = Settings()
+# Before anything is logged: every record of this worker process passes through redaction.
+protect(*settings.secret_values())
+broker = create_broker(settings)

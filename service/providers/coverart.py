@@ -1,9 +1,9 @@
 """Cover Art Archive: the front image of a release group."""
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from service.errors import NotFoundError, ProviderUnavailableError
+from service.errors import InvalidRequestError, NotFoundError, ProviderUnavailableError
 from service.providers.http import json_object, raise_for_status
 
 PROVIDER = "Cover Art Archive"
@@ -35,6 +35,9 @@ class CoverArtClient:
         """The URL of the release group's front cover, or None when it has none."""
         try:
             response = await self._http.get(f"release-group/{release_group_mbid}")
+        except httpx.InvalidURL as exc:
+            # The id came from provider data: one that cannot make a URL is bad input.
+            raise InvalidRequestError(f"{PROVIDER}: invalid release group id") from exc
         except httpx.TransportError as exc:
             raise ProviderUnavailableError(PROVIDER, f"{type(exc).__name__}: {exc}") from exc
         try:
@@ -42,6 +45,9 @@ class CoverArtClient:
         except NotFoundError:
             return None
         body = json_object(PROVIDER, response)
-        images = [CoverImage.model_validate(item) for item in body.get("images", [])]
+        try:
+            images = [CoverImage.model_validate(item) for item in body.get("images", [])]
+        except (ValidationError, TypeError) as exc:
+            raise ProviderUnavailableError(PROVIDER, "image list of an unexpected shape") from exc
         front = next((img for img in images if img.front or "Front" in img.types), None)
         return front.image if front else None

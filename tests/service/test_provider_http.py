@@ -157,3 +157,14 @@ async def test_a_base_url_that_is_not_http_is_a_configuration_error(
         ) as caught:
             await api.get_json("artist", {"fmt": "json"})
     assert caught.value.retryable is False
+
+
+async def test_a_cover_art_id_that_cannot_make_a_url_is_an_input_error(
+    settings: Settings, providers: LocalProviders
+) -> None:
+    async with make_provider_client(
+        settings, "Cover Art Archive", settings.coverart_base_url, redirect_hosts=ARCHIVE_HOSTS
+    ) as http:
+        with pytest.raises(InvalidRequestError, match="invalid release group id"):
+            await CoverArtClient(http).front_image_url("group\x00id")
+    assert providers.requests == []

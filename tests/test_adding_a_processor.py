@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import streamlit as st
+from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from service import cli
@@ -82,9 +83,14 @@ def test_the_cli_and_the_dashboard_offer_the_new_job_type(
     assert "test_echo" in capsys.readouterr().out
 
     st.cache_resource.clear()  # the dashboard reads the settings set above
-    at = AppTest.from_file(DASHBOARD_APP, default_timeout=30)
-    at.run()
-    st.cache_resource.clear()
+    address = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")  # as `enrichment dashboard` binds it
+    try:
+        at = AppTest.from_file(DASHBOARD_APP, default_timeout=30)
+        at.run()
+    finally:
+        config.set_option("server.address", address)
+        st.cache_resource.clear()
     assert not at.exception, at.exception
     job_type = next(box for box in at.selectbox if box.label == "job type")
     assert "test_echo" in job_type.options

@@ -46,6 +46,13 @@ def entry_card(entry: LogEntry, context: CardContext) -> None:
             retry = "retryable" if entry.error.retryable else "permanent"
             message = plain(entry.error.message, MAX_MESSAGE_CHARS)
             st.error(f"**{plain(entry.error.type)}** ({retry}): {message}")
+        if entry.relied_on is not None:
+            relied = entry.relied_on
+            st.caption(
+                f"fresh: relied on job {plain(relied.job_id, 64)} of "
+                f"{relied.enriched_at:%Y-%m-%d %H:%M} UTC (ENRICH_FRESH_DAYS); nothing fetched"
+            )
+            return
         show_details(entry.details, entry, context)
 
 

@@ -120,21 +120,24 @@ def kick_view() -> None:
         # inside the form, which dropped what had been typed (an artist's name).
         name = st.text_input("album title or artist name", key="kick-name")
         artist = st.text_input("artist (albums)")
+        force = st.checkbox("refresh even if enriched recently (ENRICH_FRESH_DAYS)")
         submitted = st.form_submit_button("Kick")
     if submitted:
         try:
-            root_id = asyncio.run(_kick(kind, mbid or None, name or None, artist or None))
+            root_id = asyncio.run(_kick(kind, mbid or None, name or None, artist or None, force))
         except EnrichmentError as exc:
             st.error(plain(exc, 1_000))
         else:
             st.success(f"Kicked root {root_id}: it appears in the table once a worker runs it.")
 
 
-async def _kick(kind: str, mbid: str | None, name: str | None, artist: str | None) -> str:
+async def _kick(
+    kind: str, mbid: str | None, name: str | None, artist: str | None, force: bool
+) -> str:
     async with EnrichmentClient(data.settings(), read_logs=False) as client:
         if kind == "album":
-            return await client.kick_album(mbid=mbid, title=name, artist=artist)
-        return await client.kick_artist(mbid=mbid, name=name)
+            return await client.kick_album(mbid=mbid, title=name, artist=artist, force=force)
+        return await client.kick_artist(mbid=mbid, name=name, force=force)
 
 
 def search_view() -> None:

@@ -100,6 +100,11 @@ def _add_kick_commands(kick: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--wait", type=float, metavar="SECONDS", help="wait for the family, show its timeline"
         )
+        sub.add_argument(
+            "--force",
+            action="store_true",
+            help="refresh even what was enriched within ENRICH_FRESH_DAYS",
+        )
 
 
 def _add_read_commands(commands: Subparsers) -> None:
@@ -234,13 +239,15 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _kick_album(args: argparse.Namespace, settings: Settings) -> int:
     async with EnrichmentClient(settings) as client:
-        job_id = await client.kick_album(mbid=args.mbid, title=args.title, artist=args.artist)
+        job_id = await client.kick_album(
+            mbid=args.mbid, title=args.title, artist=args.artist, force=args.force
+        )
         return await _report(client, job_id, args.wait)
 
 
 async def _kick_artist(args: argparse.Namespace, settings: Settings) -> int:
     async with EnrichmentClient(settings) as client:
-        job_id = await client.kick_artist(mbid=args.mbid, name=args.name)
+        job_id = await client.kick_artist(mbid=args.mbid, name=args.name, force=args.force)
         return await _report(client, job_id, args.wait)
 
 

@@ -84,14 +84,20 @@ class EnrichmentClient:
         mbid: str | None = None,
         title: str | None = None,
         artist: str | None = None,
+        force: bool = False,
     ) -> str:
-        """Start a root `enrich_album` job; return its job id."""
-        payload = _payload(AlbumJob, mbid=mbid, title=title, artist=artist)
+        """Start a root `enrich_album` job; return its job id.
+
+        `force` runs it (and its family) even for what was enriched in ENRICH_FRESH_DAYS.
+        """
+        payload = _payload(AlbumJob, mbid=mbid, title=title, artist=artist, force=force)
         return await self.kick(JobType.ENRICH_ALBUM, payload)
 
-    async def kick_artist(self, *, mbid: str | None = None, name: str | None = None) -> str:
-        """Start a root `enrich_artist` job; return its job id."""
-        payload = _payload(ArtistJob, mbid=mbid, name=name)
+    async def kick_artist(
+        self, *, mbid: str | None = None, name: str | None = None, force: bool = False
+    ) -> str:
+        """Start a root `enrich_artist` job; return its job id (`force`: as `kick_album`)."""
+        payload = _payload(ArtistJob, mbid=mbid, name=name, force=force)
         return await self.kick(JobType.ENRICH_ARTIST, payload)
 
     async def kick(

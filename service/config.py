@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     provider_retry_attempts: int = Field(default=3, alias="PROVIDER_RETRY_ATTEMPTS", ge=1)
     provider_backoff_seconds: float = Field(default=1.0, alias="PROVIDER_BACKOFF_SECONDS", ge=0)
 
+    # A processor does not ask a provider again about an entity it finished with (success, or
+    # a definite answer such as "no match") less than this many days ago; 0 always asks.
+    enrich_fresh_days: float = Field(default=30.0, alias="ENRICH_FRESH_DAYS", ge=0)
     job_max_attempts: int = Field(default=3, alias="JOB_MAX_ATTEMPTS", ge=1)
     job_retry_delay_seconds: float = Field(default=5.0, alias="JOB_RETRY_DELAY_SECONDS", ge=0)
     job_timeout_seconds: float = Field(default=120.0, alias="JOB_TIMEOUT_SECONDS", gt=0)

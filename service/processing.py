@@ -12,6 +12,7 @@ from typing import Any
 from service.models import JobStatus
 from service.models.base import CamelModel
 from service.models.jobs import JobPayload
+from service.models.logs import ReliedOn
 from service.providers.ratelimit import RateLimit
 from service.resources import Providers
 
@@ -39,6 +40,8 @@ class JobRun[D: CamelModel]:
     fields_enriched: list[str] = field(default_factory=list)
     spawns: list[Spawn] = field(default_factory=list)
     spawned_job_ids: list[str] = field(default_factory=list)
+    # Set by the runner when the entity was fresh and the processor did not run.
+    relied_on: ReliedOn | None = None
 
     def spawn(self, job_type: str, payload: JobPayload) -> None:
         """Ask for a child job; it is kicked once this job has succeeded."""

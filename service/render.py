@@ -91,6 +91,9 @@ def _outcome(entry: LogEntry) -> str:
     if entry.status == JobStatus.RUNNING:
         worker = f"{entry.worker.host}:{entry.worker.pid}" if entry.worker else "?"
         return f"running on {worker}, last alive {_time(entry.heartbeat_at or entry.started_at)}"
+    if entry.relied_on is not None:
+        relied = entry.relied_on
+        return f"fresh: relied on {relied.job_id[:8]} of {_time(relied.enriched_at)}"
     if entry.error is not None:
         retry = "retryable" if entry.error.retryable else "permanent"
         return f"{entry.error.type} ({retry}): {entry.error.message}"

@@ -35,6 +35,7 @@ from service.errors import (
     LogRefusedError,
     StoreUnavailableError,
 )
+from service.freshness import fresh_since, mark_fresh, relied_on
 from service.logbook import (
     Decision,
     begin_attempt,
@@ -279,10 +280,13 @@ class JobRunner:
         if payload is None:
             return InvalidRequestError(attempt.invalid or f"invalid {spec.job_type} payload")
         try:
+            if await self._fresh(spec, payload, run):
+                return None
             with anyio.fail_after(self._settings.job_timeout_seconds):
                 await spec.processor(payload, run, self._resources.providers)
             if run.status != JobStatus.FAILED:
-                await self._spawn_children(run, payload.parent_job_id or run.job_id)
+                await self._mark_fresh(payload, run)
+                await self._spawn_children(run, payload)
         except TimeoutError:
             limit = self._settings.job_timeout_seconds
             return JobTimeoutError(f"{spec.job_type} exceeded its {limit:g}s time limit")
@@ -293,14 +297,39 @@ class JobRunner:
             return exc
         return None
 
-    async def _spawn_children(self, run: JobRun[Any], root_id: str) -> None:
+    async def _fresh(self, spec: AnySpec, payload: JobPayload, run: JobRun[Any]) -> bool:
+        """Whether the entity is fresh for this processor (then the run relies on that)."""
+        days = self._settings.enrich_fresh_days
+        if payload.force or days <= 0:
+            return False
+        since = fresh_since(utc_now(), days)
+        freshness = self._resources.store.freshness
+        run.relied_on = await relied_on(freshness, spec.job_type, payload.entity_key, since=since)
+        if run.relied_on is None:
+            return False
+        run.status = JobStatus.SKIPPED
+        return True
+
+    async def _mark_fresh(self, payload: JobPayload, run: JobRun[Any]) -> None:
+        """Record the answer under the entity as requested and as resolved."""
+        keys = [payload.entity_key]
+        if run.entity_id:
+            keys.append(f"{run.entity_type}:{run.entity_id}")
+        await mark_fresh(
+            self._resources.store.freshness, run.job_type, keys, job_id=run.job_id, at=utc_now()
+        )
+
+    async def _spawn_children(self, run: JobRun[Any], parent: JobPayload) -> None:
+        root_id = parent.parent_job_id or run.job_id
         claims = self._resources.store.claims
         children: list[tuple[str, str, JobPayload]] = []
         for index, spawn in enumerate(run.spawns):
             child_id = child_job_id(run.job_id, index, spawn.job_type)
             if not await claim_entity(claims, root_id, spawn, child_id):
                 continue  # this family already runs this processor for this entity
-            payload = spawn.payload.model_copy(update={"parent_job_id": root_id})
+            # A forced refresh refreshes the whole family, not only its root.
+            lineage = {"parent_job_id": root_id, "force": parent.force or spawn.payload.force}
+            payload = spawn.payload.model_copy(update=lineage)
             children.append((child_id, spawn.job_type, payload))
         # Every child is on the timeline (queued) before the first is sent: one bulk write.
         await queue_entries(
@@ -341,6 +370,7 @@ class JobRunner:
             spawned_job_ids=run.spawned_job_ids,
             details=run.details,
             worker=self._worker,
+            relied_on=run.relied_on,
         )
 
     async def _finish(

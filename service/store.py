@@ -43,6 +43,8 @@ ARTISTS = Artist.Settings.name
 CLAIMS = "job_claims"
 # Stream entries that could not be jobs (see `service.streams`).
 DEAD_LETTERS = "dead_letters"
+# What each processor last learned about each entity, and when (see `service.freshness`).
+FRESHNESS = "enrichment_freshness"
 CATALOGUE = {"album": ALBUMS, "artist": ARTISTS}
 
 SERVER_SELECTION_TIMEOUT_MS = 10_000
@@ -75,6 +77,11 @@ class Store:
     def claims(self) -> AsyncCollection[Record]:
         """`job_claims`: which job of a family runs a processor for an entity."""
         return self.database[CLAIMS]
+
+    @property
+    def freshness(self) -> AsyncCollection[Record]:
+        """`enrichment_freshness`: when a processor last finished with each entity."""
+        return self.database[FRESHNESS]
 
     @property
     def dead_letters(self) -> AsyncCollection[Record]:

@@ -53,6 +53,9 @@ class JobPayload(CamelModel):
     # Pydantic refuses text with lone surrogates (a Latin-1 terminal's bytes read as UTF-8),
     # which the store could not encode: no validator of ours is needed for that.
     parent_job_id: Text | None = None
+    # Run even when the entity is fresh (enriched less than ENRICH_FRESH_DAYS ago); a forced
+    # job's children are forced too.
+    force: bool = False
 
     @property
     def display_name(self) -> str | None:
@@ -62,7 +65,7 @@ class JobPayload(CamelModel):
     @property
     def entity_key(self) -> str:
         """Which entity this job is about: one family runs a processor once per entity."""
-        return self.model_dump_json(exclude={"parent_job_id"})
+        return self.model_dump_json(exclude={"parent_job_id", "force"})
 
 
 class AlbumJob(JobPayload):

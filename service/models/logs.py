@@ -51,6 +51,14 @@ class JobError(CamelModel):
     last_alive_at: datetime | None = None
 
 
+class ReliedOn(CamelModel):
+    """A job skipped because its entity was fresh: the enrichment it relied on instead."""
+
+    outcome: Literal["fresh"] = "fresh"
+    job_id: str
+    enriched_at: datetime
+
+
 class LogEntry(CamelModel):
     """The fields of one processor attempt, usable without a store connection."""
 
@@ -82,6 +90,8 @@ class LogEntry(CamelModel):
     worker: WorkerInfo | None = None
     # A running attempt's last sign of life from its worker (renewed while it runs).
     heartbeat_at: datetime | None = None
+    # Skipped because the entity was enriched less than ENRICH_FRESH_DAYS ago: by which job.
+    relied_on: ReliedOn | None = None
 
     @model_validator(mode="wrap")
     @classmethod

@@ -1,0 +1,98 @@
+"""Never ask a provider twice for what we know: freshness across families, and forcing."""
+
+from typing import Any
+
+import pytest
+
+from service.client import EnrichmentClient
+from service.demo.catalogue import ALBUMS
+from service.demo.providers import LocalProviders
+from service.models import JobStatus
+from service.models.views import Timeline
+from tests.helpers import enrichment
+
+
+def by_type(family: Timeline, job_type: str) -> list[Any]:
+    return [entry for entry in family.entries if entry.job_type == job_type]
+
+
+async def test_a_second_family_relies_on_the_first(
+    client: EnrichmentClient, providers: LocalProviders
+) -> None:
+    first = await client.kick_album(title="Northern Drift", artist="Vela Nord")
+    await client.wait_for_root(first, timeout=60)
+    asked = len(providers.requests)
+    # By MBID this time: the first family marked the album under both of its keys.
+    again = await client.kick_album(mbid=ALBUMS["Northern Drift"].mbid)
+    family = await client.wait_for_root(again, timeout=60)
+    [root] = family.root
+    assert root.status == JobStatus.SKIPPED
+    assert root.relied_on is not None
+    assert root.relied_on.outcome == "fresh"
+    assert root.relied_on.job_id == first
+    assert family.children == []
+    assert len(providers.requests) == asked  # not one request
+
+
+async def test_an_artist_is_fetched_once_across_albums(
+    client: EnrichmentClient, providers: LocalProviders
+) -> None:
+    first = await client.kick_album(title="Tidal Glass", artist="Vela Nord")
+    first_family = await client.wait_for_root(first, timeout=60)
+    [vela] = by_type(first_family, "enrich_artist")
+    discogs_before = len(providers.discogs_requests())
+    # Northern Drift credits Vela Nord too: its enrich_artist relies on the first family's.
+    second = await client.kick_album(title="Northern Drift", artist="Vela Nord")
+    family = await client.wait_for_root(second, timeout=60)
+    artists = {e.entity_name: e for e in by_type(family, "enrich_artist")}
+    assert artists["Vela Nord"].status == JobStatus.SKIPPED
+    assert artists["Vela Nord"].relied_on is not None
+    assert artists["Vela Nord"].relied_on.job_id == vela.job_id
+    assert artists["Mira Kestrel"].status == JobStatus.SUCCESS
+    matched = [e.entity_name for e in by_type(family, "discogs_artist")]
+    assert matched == ["Mira Kestrel"]  # Vela Nord's match is not searched again
+    assert len(providers.discogs_requests()) > discogs_before
+
+
+async def test_force_refreshes_the_whole_family(
+    client: EnrichmentClient, providers: LocalProviders
+) -> None:
+    first = await client.kick_album(title="Tidal Glass", artist="Vela Nord")
+    first_family = await client.wait_for_root(first, timeout=60)
+    asked = len(providers.musicbrainz_requests())
+    forced = await client.kick_album(title="Tidal Glass", artist="Vela Nord", force=True)
+    family = await client.wait_for_root(forced, timeout=60)
+    assert all(entry.relied_on is None for entry in family.entries)
+    assert [e.job_type for e in family.entries] == [e.job_type for e in first_family.entries]
+    assert by_type(family, "discogs_artist")[0].status == JobStatus.SUCCESS
+    assert len(providers.musicbrainz_requests()) > asked
+
+
+class TestFreshnessOff:
+    @pytest.fixture
+    def settings_env(self, settings_env: dict[str, str]) -> dict[str, str]:
+        return {**settings_env, "ENRICH_FRESH_DAYS": "0"}
+
+    async def test_zero_days_always_asks(self, client: EnrichmentClient) -> None:
+        for _ in range(2):
+            root = await client.kick_artist(name="Mira Kestrel")
+            family = await client.wait_for_root(root, timeout=60)
+            assert family.root[0].status == JobStatus.SUCCESS
+
+
+async def test_the_cli_forces_and_shows_what_was_relied_on(
+    settings_env: dict[str, str], client: EnrichmentClient
+) -> None:
+    first = await client.kick_artist(name="Mira Kestrel")
+    await client.wait_for_root(first, timeout=60)
+    again = await enrichment(
+        settings_env, "kick", "artist", "--name", "Mira Kestrel", "--wait", "30"
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"fresh: relied on {first[:8]}" in again.stdout
+    forced = await enrichment(
+        settings_env, "kick", "artist", "--name", "Mira Kestrel", "--force", "--wait", "30"
+    )
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "fresh: relied on" not in forced.stdout
+    assert "discogs_artist" in forced.stdout

@@ -21,9 +21,12 @@ DETAIL_KEYS = {
 }  # fmt: skip
 
 
-async def cache(client: EnrichmentClient, job_id: str, image_url: str) -> dict[str, Any]:
+async def cache(
+    client: EnrichmentClient, job_id: str, image_url: str, *, force: bool = False
+) -> dict[str, Any]:
     """Kick a `cache_image` root for an album and return its raw stored log."""
     payload = {
+        "force": force,
         "entityType": "album",
         "entityId": ALBUM_MBID,
         "entityName": "Tidal Glass",
@@ -62,7 +65,8 @@ async def test_local_cache_and_deduplication(
     assert album is not None
     assert album.cached_image_url == details["afterUrl"]
 
-    again = await cache(client, "c-local-again", url)
+    # The album is fresh now: force the second download to show the bytes are stored once.
+    again = await cache(client, "c-local-again", url, force=True)
     assert again["details"]["deduplicated"] is True
     assert again["details"]["cachePath"] == details["cachePath"]
     assert len(list(settings.image_cache_dir.rglob("*.png"))) == 1
@@ -132,7 +136,7 @@ class TestCloudflare:
         assert upload.fields["id"].decode() == sha
         assert upload.fields["file"] == image_bytes("northern-drift.jpg")
 
-        again = await cache(client, "c-cf-again", url)
+        again = await cache(client, "c-cf-again", url, force=True)
         assert again["details"]["deduplicated"] is True
         assert again["details"]["cloudflareId"] == sha
         # One upload each time (the second refused as a duplicate id), never a re-send.

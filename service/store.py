@@ -204,3 +204,13 @@ class Catalogue:
         except ConnectionFailure as exc:
             raise StoreUnavailableError(f"could not update {entity_type} {mbid}: {exc}") from exc
         return sorted(written)
+
+    async def field(self, entity_type: str, mbid: str, name: str) -> Any:
+        """One field of the album or artist with this MBID, or None."""
+        try:
+            found = await self._store.catalogue(entity_type).find_one(
+                {"mbid": mbid}, projection={name: 1}
+            )
+        except ConnectionFailure as exc:
+            raise StoreUnavailableError(f"could not read {entity_type} {mbid}: {exc}") from exc
+        return found.get(name) if found is not None else None

@@ -217,7 +217,7 @@ class DiscogsDetails(CamelModel):
     confidence: float | None = None
     matched_name: str | None = None
     query_name: str | None = None
-    match_source: Literal["musicbrainz_link", "search"] | None = None
+    match_source: Literal["musicbrainz_link", "previous_match", "search"] | None = None
     outcome: Literal["matched", "ambiguous", "no_match"] | None = None
     profile: str | None = None
     images_found: int = 0

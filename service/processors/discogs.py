@@ -38,11 +38,10 @@ async def _find(
     job: DiscogsJob, details: DiscogsDetails, tally: RequestTally, providers: Providers
 ) -> DiscogsArtist | None:
     discogs = providers.discogs
-    if job.discogs_id is not None:
-        # MusicBrainz links this Discogs id: as near certain as a match gets.
-        details.match_source, details.confidence = "musicbrainz_link", 1.0
+    linked = await _known_discogs_id(job, details, providers)
+    if linked is not None:
         try:
-            artist = await discogs.get_artist(job.discogs_id, tally)
+            artist = await discogs.get_artist(linked, tally)
         except NotFoundError:
             details.confidence = None  # a stale link (merged or deleted artist): search instead
         else:
@@ -71,6 +70,23 @@ async def _find(
     return artist
 
 
+async def _known_discogs_id(
+    job: DiscogsJob, details: DiscogsDetails, providers: Providers
+) -> int | None:
+    """The artist's Discogs id when MusicBrainz links one or an earlier match confirmed one."""
+    if job.discogs_id is not None:
+        # MusicBrainz links this Discogs id: as near certain as a match gets.
+        details.match_source, details.confidence = "musicbrainz_link", 1.0
+        return job.discogs_id
+    # A match confirmed by an earlier family (written to the artist only when confident):
+    # reused, so the artist's later families never search Discogs again.
+    known = await providers.catalogue.field("artist", job.artist_mbid, "discogsId")
+    if isinstance(known, int):
+        details.match_source, details.confidence = "previous_match", 1.0
+        return known
+    return None
+
+
 def _rank(name: str, results: list[SearchResult]) -> list[DiscogsCandidate]:
     scored = [
         DiscogsCandidate(id=r.id, name=r.title, score=confidence(name, r.title))
@@ -82,7 +98,7 @@ def _rank(name: str, results: list[SearchResult]) -> list[DiscogsCandidate]:
 
 def _record_match(details: DiscogsDetails, artist: DiscogsArtist, score: float) -> None:
     details.discogs_id, details.matched_name, details.confidence = artist.id, artist.name, score
-    if details.match_source == "musicbrainz_link":
+    if details.match_source in ("musicbrainz_link", "previous_match"):
         details.outcome = "matched"
 
 

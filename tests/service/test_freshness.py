@@ -96,3 +96,20 @@ async def test_the_cli_forces_and_shows_what_was_relied_on(
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert "fresh: relied on" not in forced.stdout
     assert "discogs_artist" in forced.stdout
+
+
+async def test_a_confirmed_discogs_match_is_reused_without_searching(
+    client: EnrichmentClient, providers: LocalProviders
+) -> None:
+    # Okonkwo Brass Collective has no Discogs link on MusicBrainz: the first family searches.
+    first = await client.kick_album(mbid=ALBUMS["Lagos Night Shift"].mbid)
+    [matched] = by_type(await client.wait_for_root(first, timeout=60), "discogs_artist")
+    assert (matched.details.match_source, matched.details.outcome) == ("search", "matched")
+    searches = len([r for r in providers.discogs_requests() if "database/search" in r.path])
+    # A later family (forced past freshness here) goes straight to the confirmed artist.
+    again = await client.kick_album(mbid=ALBUMS["Lagos Night Shift"].mbid, force=True)
+    [reused] = by_type(await client.wait_for_root(again, timeout=60), "discogs_artist")
+    assert (reused.details.match_source, reused.details.outcome) == ("previous_match", "matched")
+    assert reused.details.discogs_id == matched.details.discogs_id
+    after = len([r for r in providers.discogs_requests() if "database/search" in r.path])
+    assert after - searches == 1  # the masters (genres and styles) only: no artist search

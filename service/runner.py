@@ -52,6 +52,7 @@ from service.models.base import utc_now
 from service.models.jobs import JobPayload
 from service.models.views import DeadLetter
 from service.processing import AnySpec, JobRun
+from service.providers.ratelimit import JOB_TIME_LIMIT
 from service.resources import WorkerResources
 from service.spawning import (
     ATTEMPT_LABEL,
@@ -282,14 +283,21 @@ class JobRunner:
         try:
             if await self._fresh(spec, payload, run):
                 return None
-            with anyio.fail_after(self._settings.job_timeout_seconds):
-                await spec.processor(payload, run, self._resources.providers)
+            with anyio.fail_after(self._settings.job_timeout_seconds) as scope:
+                token = JOB_TIME_LIMIT.set(scope)
+                try:
+                    await spec.processor(payload, run, self._resources.providers)
+                finally:
+                    JOB_TIME_LIMIT.reset(token)
             if run.status != JobStatus.FAILED:
                 await self._mark_fresh(payload, run)
                 await self._spawn_children(run, payload)
         except TimeoutError:
             limit = self._settings.job_timeout_seconds
-            return JobTimeoutError(f"{spec.job_type} exceeded its {limit:g}s time limit")
+            return JobTimeoutError(
+                f"{spec.job_type} exceeded its {limit:g}s time limit (its own work, not "
+                "the time it waited for a provider's budget)"
+            )
         except EnrichmentError as exc:
             return exc
         except Exception as exc:  # a bug: record it, do not retry it

@@ -29,6 +29,9 @@ async def resolve[T](
 ) -> T | None:
     """Look an entity up by MBID, or by the best search result; None when nothing matches."""
     if mbid is None:
+        # A lookup follows the search on purpose: search results carry neither genres nor
+        # URL relations (the Discogs link), which only a lookup's `inc=` brings. One search
+        # and one lookup per entity is the minimum; freshness makes it once per entity.
         best = await best_match(details, search, query=query, min_score=min_score)
         if best is None:
             return None

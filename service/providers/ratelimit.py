@@ -2,8 +2,10 @@
 
 import asyncio
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 
+from anyio import CancelScope
 from limits import RateLimitItem
 from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -18,6 +20,10 @@ MIN_WAIT_SECONDS = 0.01
 # Discogs' minute, 50 ms for MusicBrainz' second).
 SAFETY_MARGIN_SHARE = 0.02
 MIN_SAFETY_MARGIN_SECONDS = 0.05
+# The running job's time limit (set by the runner). Time spent waiting for a shared budget is
+# added to it before each wait: a job's limit covers its own work, never its place in the
+# provider's queue, so a busy budget cannot time a job out (and send it round again).
+JOB_TIME_LIMIT: ContextVar[CancelScope | None] = ContextVar("job_time_limit", default=None)
 
 
 @dataclass(frozen=True)
@@ -48,8 +54,11 @@ class SharedRateLimiter:
         try:
             while not await self._limiter.hit(self._item, self._key):
                 stats = await self._limiter.get_window_stats(self._item, self._key)
-                wait = stats.reset_time - time.time() + self._margin
-                await asyncio.sleep(max(wait, MIN_WAIT_SECONDS))
+                wait = max(stats.reset_time - time.time() + self._margin, MIN_WAIT_SECONDS)
+                limit = JOB_TIME_LIMIT.get()
+                if limit is not None:
+                    limit.deadline += wait
+                await asyncio.sleep(wait)
         except (RedisError, OSError) as exc:
             # The budget lives in Redis: without it no request may go out. A blip, not a bug.
             raise BrokerUnavailableError(

@@ -113,3 +113,24 @@ async def test_a_confirmed_discogs_match_is_reused_without_searching(
     assert reused.details.discogs_id == matched.details.discogs_id
     after = len([r for r in providers.discogs_requests() if "database/search" in r.path])
     assert after - searches == 1  # the masters (genres and styles) only: no artist search
+
+
+class TestWaitingForTheBudget:
+    """A job's time limit covers its own work, not its wait for a provider's budget."""
+
+    @pytest.fixture
+    def settings_env(self, settings_env: dict[str, str]) -> dict[str, str]:
+        # 1 MusicBrainz request every 2 s, and a 2.5 s job limit: four artist jobs need 8
+        # requests, so the last ones wait far longer than their limit for the budget.
+        return {**settings_env, "MUSICBRAINZ_RATE_LIMIT": "1/2second", "JOB_TIMEOUT_SECONDS": "2.5"}
+
+    async def test_waiting_for_the_budget_never_times_a_job_out(
+        self, client: EnrichmentClient
+    ) -> None:
+        names = ["Mira Kestrel", "Vela Nord", "Harbor Lights", "Quiet Cartographer"]
+        roots = [await client.kick_artist(name=name) for name in names]
+        for root in roots:
+            family = await client.wait_for_root(root, timeout=90)
+            [entry] = family.root
+            assert entry.status == JobStatus.SUCCESS, entry.error
+            assert entry.attempt == 1

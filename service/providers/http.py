@@ -30,6 +30,9 @@ from service.urls import display_url
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Answers that mean "you are over the limit": they pause the provider for every worker.
+PAUSING_STATUSES = frozenset({429, 503})
+MIN_PAUSE_SECONDS = 0.05
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int | None]
@@ -194,6 +197,7 @@ class ProviderApi:
         self._limiter = limiter
         self._retry_attempts = retry_attempts
         self._backoff = wait_exponential_jitter(multiplier=backoff_seconds, max=30)
+        self._pause_seconds = max(backoff_seconds, MIN_PAUSE_SECONDS)
 
     async def get_json(
         self,
@@ -216,6 +220,8 @@ class ProviderApi:
                 response = await self._get(path, params, headers)
                 if on_response is not None:
                     on_response(response)
+                if response.status_code in PAUSING_STATUSES:
+                    await self._pause_everyone(response)
                 raise_for_status(self.provider, response, secrets=self._secrets)
                 return json_object(self.provider, response)
         raise AssertionError("unreachable: tenacity re-raises the last error")
@@ -237,6 +243,12 @@ class ProviderApi:
         except httpx.TransportError as exc:
             message = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
             raise ProviderUnavailableError(self.provider, message) from exc
+
+    async def _pause_everyone(self, response: httpx.Response) -> None:
+        # "Too many requests" is about all of us (MusicBrainz counts per IP, Discogs per
+        # token): every worker pauses, as long as Retry-After asks (else one backoff step).
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        await self._limiter.pause(retry_after if retry_after is not None else self._pause_seconds)
 
     def _wait(self, state: RetryCallState) -> float:
         # Back off exponentially with jitter, and at least as long as Retry-After asks.

@@ -1,12 +1,15 @@
 """A rate limiter whose window lives in Redis, so every worker process shares one budget."""
 
 import asyncio
+import math
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import cast
 
 from anyio import CancelScope
 from limits import RateLimitItem
+from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
@@ -43,27 +46,59 @@ class SharedRateLimiter:
     """Wait until a request fits in a moving window shared through Redis."""
 
     def __init__(self, storage_uri: str, item: RateLimitItem, key: str) -> None:
-        self._storage = storage_from_string(storage_uri, implementation="redispy")
+        # An `async+` URI always makes an async storage; the factory's type cannot say so.
+        self._storage = cast(
+            AsyncStorage, storage_from_string(storage_uri, implementation="redispy")
+        )
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._item = item
         self._key = key
         self._margin = max(item.get_expiry() * SAFETY_MARGIN_SHARE, MIN_SAFETY_MARGIN_SECONDS)
 
+    @property
+    def _pause_key(self) -> str:
+        return f"{self._key}/paused"
+
     async def acquire(self) -> None:
-        """Block until one more request is allowed, then count it."""
+        """Block until the provider is not paused and one more request is allowed; count it."""
         try:
+            while (paused := await self._paused_for()) > 0:
+                await _wait(paused)
             while not await self._limiter.hit(self._item, self._key):
                 stats = await self._limiter.get_window_stats(self._item, self._key)
-                wait = max(stats.reset_time - time.time() + self._margin, MIN_WAIT_SECONDS)
-                limit = JOB_TIME_LIMIT.get()
-                if limit is not None:
-                    limit.deadline += wait
-                await asyncio.sleep(wait)
+                await _wait(max(stats.reset_time - time.time() + self._margin, MIN_WAIT_SECONDS))
         except (RedisError, OSError) as exc:
             # The budget lives in Redis: without it no request may go out. A blip, not a bug.
             raise BrokerUnavailableError(
                 f"rate limit {self._key}: Redis unavailable: {exc}"
             ) from exc
+
+    async def pause(self, seconds: float) -> None:
+        """Hold every worker's requests to this provider for `seconds` (it said 503 or 429).
+
+        The pause lives beside the window, so all workers stop, not only the one that was
+        told; a longer pause replaces a shorter one, never the reverse.
+        """
+        if seconds <= 0:
+            return
+        # Whole seconds: the storage's expiry unit (and Retry-After's).
+        seconds = math.ceil(seconds)
+        until = time.time() + seconds
+        try:
+            if await self._paused_for() + time.time() >= until:
+                return
+            await self._storage.clear(self._pause_key)
+            await self._storage.incr(self._pause_key, seconds)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailableError(
+                f"rate limit {self._key}: Redis unavailable: {exc}"
+            ) from exc
+
+    async def _paused_for(self) -> float:
+        """Seconds until the provider's pause ends (0 when it is not paused)."""
+        if not await self._storage.get(self._pause_key):
+            return 0.0
+        return max(await self._storage.get_expiry(self._pause_key) - time.time(), 0.0)
 
     async def close(self) -> None:
         """Close the Redis connections (limits exposes no close of its own)."""
@@ -72,5 +107,14 @@ class SharedRateLimiter:
             await bridge.storage.aclose()
 
     async def reset(self) -> None:
-        """Forget every request counted so far (tests and demos start clean)."""
+        """Forget every request counted so far, and any pause (tests and demos start clean)."""
         await self._limiter.clear(self._item, self._key)
+        await self._storage.clear(self._pause_key)
+
+
+async def _wait(seconds: float) -> None:
+    """Sleep for a provider's budget, the running job's time limit moved on by as much."""
+    limit = JOB_TIME_LIMIT.get()
+    if limit is not None:
+        limit.deadline += seconds
+    await asyncio.sleep(seconds)

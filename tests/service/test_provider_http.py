@@ -168,3 +168,27 @@ async def test_a_cover_art_id_that_cannot_make_a_url_is_an_input_error(
         with pytest.raises(InvalidRequestError, match="invalid release group id"):
             await CoverArtClient(http).front_image_url("group\x00id")
     assert providers.requests == []
+
+
+async def test_a_429_pauses_the_provider_for_every_worker(
+    settings: Settings, providers: LocalProviders, limiter: SharedRateLimiter
+) -> None:
+    # Two workers' clients: their own limiter objects, one shared budget (and pause) in Redis.
+    limit = settings.rate_limit(MUSICBRAINZ.setting)
+    other = SharedRateLimiter(settings.rate_limit_storage, limit, settings.queue_name)
+    providers.fail("/ws/2/artist/", 429, times=1, Retry_After="2")
+    async with (
+        make_provider_client(settings, "MusicBrainz", settings.musicbrainz_base_url) as one,
+        make_provider_client(settings, "MusicBrainz", settings.musicbrainz_base_url) as two,
+    ):
+        told = ProviderApi("MusicBrainz", one, limiter, retry_attempts=1)
+        bystander = ProviderApi("MusicBrainz", two, other, retry_attempts=1)
+        with pytest.raises(ProviderUnavailableError, match="429"):
+            await MusicBrainzClient(told).get_artist(ARTISTS["Harbor Lights"].mbid)
+        artist = await MusicBrainzClient(bystander).get_artist(ARTISTS["Mira Kestrel"].mbid)
+    await other.close()
+    assert artist.name == "Mira Kestrel"
+    refused, answered = providers.requests
+    assert (refused.status, answered.status) == (429, 200)
+    # The other worker sent nothing until the pause Retry-After asked for was over.
+    assert answered.at - refused.at >= 1.9

@@ -29,6 +29,28 @@ from tests.helpers import (
     stop_store_process,
 )
 
+# The tests mostly wait (worker processes, Redis, HTTP, a browser): two xdist workers per
+# CPU ran the suite fastest on two cores. `-n N` chooses; `-n 0` or `-p no:xdist` runs it
+# in one process; PYTEST_XDIST_AUTO_NUM_WORKERS sets what `auto` means.
+WORKERS_PER_CPU = 2
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Run in parallel unless told otherwise (not `addopts`: `-p no:xdist` must still work)."""
+    if hasattr(config, "workerinput"):  # an xdist worker: it runs the tests it is sent
+        return
+    if config.pluginmanager.has_plugin("xdist") and config.getoption("numprocesses") is None:
+        config.option.numprocesses = "auto"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """How many workers `-n auto` (the default) starts."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    return WORKERS_PER_CPU * (os.process_cpu_count() or 1)
+
 
 @pytest.fixture(scope="session")
 def store_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:

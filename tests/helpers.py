@@ -30,27 +30,74 @@ def free_port() -> int:
 
 def start_store_process(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     """`enrichment store` in a child process on `port`, its SQLite file in `data_dir`."""
-    settings = Settings.model_validate(
-        {"ENRICHMENT_DATA_DIR": data_dir, "EMBEDDED_STORE_PORT": port}
-    )
     with (data_dir / "store.log").open("ab") as log:
         process = subprocess.Popen(
-            store_command(settings),
+            store_command(_store_settings(data_dir, port)),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    _until_serving(process, data_dir, port)
+    return process
+
+
+# `enrichment store` with its modules already imported, serving once told to (a line on
+# stdin). A cold start takes seconds of CPU (15 s and more on two busy cores): a test that
+# restarts the store uses a standby, so the outage lasts as long as the test says.
+STANDBY = """\
+import os, sys
+import mongoeco.engines.sqlite, mongoeco.wire  # what serving imports
+from service import cli
+print("ready", flush=True)
+os.dup2(2, 1)  # from here on, the command's output goes to the store's log
+sys.stdin.readline()
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def standby_store_process(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    """`enrichment store` for `port`, imported but not serving yet: see `serve_standby`."""
+    command = store_command(_store_settings(data_dir, port))
+    assert command[1:3] == ["-m", "service.cli"], command
+    with (data_dir / "store.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", STANDBY, *command[3:]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    assert process.stdout is not None
+    ready = process.stdout.readline()
+    process.stdout.close()
+    assert ready == b"ready\n", (data_dir / "store.log").read_text()
+    return process
+
+
+def serve_standby(process: subprocess.Popen[bytes], data_dir: Path, port: int) -> None:
+    """Let a standby store serve, and wait until it does."""
+    assert process.stdin is not None
+    process.stdin.write(b"serve\n")
+    process.stdin.close()
+    _until_serving(process, data_dir, port)
+
+
+def _store_settings(data_dir: Path, port: int) -> Settings:
+    return Settings.model_validate({"ENRICHMENT_DATA_DIR": data_dir, "EMBEDDED_STORE_PORT": port})
+
+
+def _until_serving(process: subprocess.Popen[bytes], data_dir: Path, port: int) -> None:
     deadline = time.monotonic() + 30
     while not is_listening(port):
         assert process.poll() is None, (data_dir / "store.log").read_text()
         assert time.monotonic() < deadline, "embedded store did not start"
         time.sleep(0.05)
-    return process
 
 
 def stop_store_process(process: subprocess.Popen[bytes]) -> None:
-    """Stop a store started by `start_store_process`."""
+    """Stop a store started by `start_store_process` or `standby_store_process`."""
     process.terminate()
     process.wait(10)
+    if process.stdin is not None:
+        process.stdin.close()
 
 
 def cloudflare_env(settings_env: dict[str, str], base_url: str) -> dict[str, str]:

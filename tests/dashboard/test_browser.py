@@ -168,6 +168,10 @@ class TestAutoRefresh:
     async def test_a_running_family_refreshes_itself(
         self, dashboard_url: str, page: Page, client: EnrichmentClient, providers: LocalProviders
     ) -> None:
+        # A new server's first page imports the app, a browser's first page loads its
+        # scripts: many seconds on busy cores, which must not eat into the 12 s below.
+        await page.goto(dashboard_url)
+        await page.wait_for_selector(READY, timeout=30_000)
         providers.stall("/discogs/artists/", 12)
         root = await client.kick_artist(name="Mira Kestrel")
         for _ in range(200):  # until the Discogs match is running (held up by the provider)

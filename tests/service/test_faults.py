@@ -36,6 +36,8 @@ from service.store import DEAD_LETTERS, LOGS, connect_store
 from tests.helpers import (
     enrichment,
     free_port,
+    serve_standby,
+    standby_store_process,
     start_store_process,
     start_worker,
     stop_store_process,
@@ -215,6 +217,7 @@ async def test_a_store_outage_never_acknowledges_a_job_without_its_log(
 ) -> None:
     port = free_port()
     store = start_store_process(tmp_path, port)
+    standby = standby_store_process(tmp_path, port)  # brings the store back in a moment
     env = {**settings_env, "MONGODB_URL": f"mongodb://127.0.0.1:{port}/?directConnection=true"}
     settings = Settings.model_validate(env)
     providers.stall("/ws/2/artist/", 2)
@@ -233,11 +236,12 @@ async def test_a_store_outage_never_acknowledges_a_job_without_its_log(
             await asyncio.sleep(4)
             pending = await redis.xpending(settings.queue_name, settings.queue_name)
             assert pending["pending"] == 1  # not acknowledged: its outcome is not logged yet
-            store = start_store_process(tmp_path, port)
+            serve_standby(standby, tmp_path, port)
             family = await client.wait_for_root(job_id, timeout=60)
     finally:
         stop_worker(process)
         stop_store_process(store)
+        stop_store_process(standby)
     [entry] = family.root
     assert (entry.attempt, entry.status) == (1, JobStatus.SUCCESS)
     pending = await until(

@@ -19,7 +19,13 @@ from service.embedded_store import ensure_store, is_listening
 from service.logbook import write_log
 from service.models import DOCUMENT_MODELS, EnrichmentLog, LogEntry
 from service.store import LOGS, connect_store, stale_indexes
-from tests.helpers import free_port, start_store_process, stop_store_process
+from tests.helpers import (
+    free_port,
+    serve_standby,
+    standby_store_process,
+    start_store_process,
+    stop_store_process,
+)
 
 LEGACY_LOGS: list[dict[str, Any]] = [
     # Written before lineage existed: no isRootJob, no parentJobId, no startedAt.
@@ -194,6 +200,7 @@ async def test_log_write_survives_a_brief_store_outage(tmp_path: Path) -> None:
         }
     )
     process = start_store_process(tmp_path, port)
+    standby = standby_store_process(tmp_path, port)  # brings the store back in a moment
     store = await connect_store(settings)
     try:
         stop_store_process(process)
@@ -201,9 +208,10 @@ async def test_log_write_survives_a_brief_store_outage(tmp_path: Path) -> None:
         write = asyncio.create_task(write_log(store.logs, entry, timeout=30))
         await asyncio.sleep(1.0)
         assert not write.done()  # still retrying: the job is not acknowledged meanwhile
-        process = start_store_process(tmp_path, port)
+        serve_standby(standby, tmp_path, port)
         await asyncio.wait_for(write, timeout=30)
         assert await EnrichmentLog.find({"jobId": "outage-job"}).count() == 1
     finally:
         await store.close()
         stop_store_process(process)
+        stop_store_process(standby)

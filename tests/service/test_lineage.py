@@ -152,8 +152,11 @@ class TestOncePerEntity:
             assert runs[("enrich_artist", name)] == 1
             assert runs[("discogs_artist", name)] == 1
         assert runs[("cache_image", "Vela Nord")] == 1
-        # The same fan-out in another family is not held back by this one's claims.
-        await client.kick("test_fanout", {"titles": titles[:1]}, job_id="fanout-other")
+        # The same fan-out in another family is not held back by this one's claims (forced:
+        # otherwise it would rightly rely on this family's fresh answers).
+        await client.kick(
+            "test_fanout", {"titles": titles[:1], "force": True}, job_id="fanout-other"
+        )
         other = await client.wait_for_root("fanout-other", timeout=60)
         assert ("enrich_artist", "Vela Nord") in {
             (e.job_type, e.entity_name) for e in other.children

@@ -28,6 +28,8 @@ def settings_env(settings_env: dict[str, str], providers: LocalProviders) -> dic
         "MUSICBRAINZ_RATE_LIMIT": f"{RATE}/second",
         "JOB_TIMEOUT_SECONDS": "20",
         "JOB_LEASE_SECONDS": "30",
+        # The same artists are kicked three times to load the limit: ask every time.
+        "ENRICH_FRESH_DAYS": "0",
     }
 
 

@@ -35,7 +35,7 @@ from service.errors import (
     LogRefusedError,
     StoreUnavailableError,
 )
-from service.freshness import fresh_since, mark_fresh, relied_on
+from service.freshness import fresh_answer, fresh_since, mark_fresh
 from service.logbook import (
     Decision,
     begin_attempt,
@@ -51,7 +51,7 @@ from service.models import JobStatus, LogEntry, WorkerInfo
 from service.models.base import utc_now
 from service.models.jobs import JobPayload
 from service.models.views import DeadLetter
-from service.processing import AnySpec, JobRun
+from service.processing import AnySpec, JobRun, Spawn
 from service.providers.ratelimit import JOB_TIME_LIMIT
 from service.resources import WorkerResources
 from service.spawning import (
@@ -65,6 +65,8 @@ from service.spawning import (
 from service.streams import MAX_ATTEMPT_LABEL, STREAM_ID_LABEL, LeasedStreamBroker, Poison
 
 logger = logging.getLogger(__name__)
+# What a kept child's payload leaves out: its new family's lineage is set when it is spawned.
+LINEAGE = {"parent_job_id", "force"}
 FINISH_RETRY_SECONDS = 2.0
 REDIS_RETRY_SECONDS = 0.5
 MAX_REDIS_RETRY_SECONDS = 5.0
@@ -282,6 +284,7 @@ class JobRunner:
             return InvalidRequestError(attempt.invalid or f"invalid {spec.job_type} payload")
         try:
             if await self._fresh(spec, payload, run):
+                await self._spawn_children(run, payload)
                 return None
             with anyio.fail_after(self._settings.job_timeout_seconds) as scope:
                 token = JOB_TIME_LIMIT.set(scope)
@@ -290,8 +293,9 @@ class JobRunner:
                 finally:
                     JOB_TIME_LIMIT.reset(token)
             if run.status != JobStatus.FAILED:
-                await self._mark_fresh(payload, run)
                 await self._spawn_children(run, payload)
+                # Only once its children are out: a retry after a failed spawn must run.
+                await self._mark_fresh(payload, run)
         except TimeoutError:
             limit = self._settings.job_timeout_seconds
             return JobTimeoutError(
@@ -312,10 +316,13 @@ class JobRunner:
             return False
         since = fresh_since(utc_now(), days)
         freshness = self._resources.store.freshness
-        run.relied_on = await relied_on(freshness, spec.job_type, payload.entity_key, since=since)
-        if run.relied_on is None:
+        fresh = await fresh_answer(freshness, spec.job_type, payload.entity_key, since=since)
+        # Its own mark (a retry of a job whose outcome could not be logged) is no answer.
+        if fresh is None or fresh.relied_on.job_id == run.job_id:
             return False
-        run.status = JobStatus.SKIPPED
+        run.status, run.relied_on = JobStatus.SKIPPED, fresh.relied_on
+        # The same children again: each checks its own freshness (a failed one runs again).
+        run.spawns = [spawn for spawn in map(_respawn, fresh.spawns) if spawn is not None]
         return True
 
     async def _mark_fresh(self, payload: JobPayload, run: JobRun[Any]) -> None:
@@ -323,8 +330,17 @@ class JobRunner:
         keys = [payload.entity_key]
         if run.entity_id:
             keys.append(f"{run.entity_type}:{run.entity_id}")
+        spawns = [
+            (s.job_type, s.payload.model_dump(mode="json", by_alias=True, exclude=LINEAGE))
+            for s in run.spawns
+        ]
         await mark_fresh(
-            self._resources.store.freshness, run.job_type, keys, job_id=run.job_id, at=utc_now()
+            self._resources.store.freshness,
+            run.job_type,
+            keys,
+            job_id=run.job_id,
+            at=utc_now(),
+            spawns=spawns,
         )
 
     async def _spawn_children(self, run: JobRun[Any], parent: JobPayload) -> None:
@@ -543,6 +559,20 @@ class JobRunner:
         if not task.cancelled() and task.exception() is not None:
             # A loop that stops (heartbeats, leases) must say so, not fall silent.
             logger.error("background task %s failed", task, exc_info=task.exception())
+
+
+def _respawn(kept: tuple[str, dict[str, Any]]) -> Spawn | None:
+    """A child kept with a freshness mark, as a spawn again (None if it no longer fits)."""
+    from service.registry import JOBS  # the registry imports the processors, which import this
+
+    job_type, raw = kept
+    spec = JOBS.get(job_type)
+    if spec is None:
+        return None
+    try:
+        return Spawn(job_type, spec.payload_model.model_validate(raw))
+    except ValidationError:
+        return None
 
 
 def _attempt_label(message: TaskiqMessage) -> int | None:

@@ -78,6 +78,8 @@ async def _known_discogs_id(
         # MusicBrainz links this Discogs id: as near certain as a match gets.
         details.match_source, details.confidence = "musicbrainz_link", 1.0
         return job.discogs_id
+    if job.force:
+        return None  # a forced refresh searches again: a wrong match can be corrected
     # A match confirmed by an earlier family (written to the artist only when confident):
     # reused, so the artist's later families never search Discogs again.
     known = await providers.catalogue.field("artist", job.artist_mbid, "discogsId")

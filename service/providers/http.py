@@ -1,6 +1,7 @@
 """Shared HTTP plumbing: one configured `httpx.AsyncClient` per provider, status mapping."""
 
 import logging
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -33,6 +34,7 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 # Answers that mean "you are over the limit": they pause the provider for every worker.
 PAUSING_STATUSES = frozenset({429, 503})
 MIN_PAUSE_SECONDS = 0.05
+MAX_RETRY_AFTER_SECONDS = 300.0
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int | None]
@@ -117,17 +119,21 @@ def origin_of(url: httpx.URL) -> Origin:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), bounded."""
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        return max((parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds(), 0.0)
-    except (TypeError, ValueError):
-        return None
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    if not math.isfinite(seconds):
+        return None  # "inf" or "nan": no usable answer
+    # The header is provider data: a hostile or broken one must not pause every worker for
+    # years. Past the cap the job's own retries take over.
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 def raise_for_status(
@@ -251,9 +257,8 @@ class ProviderApi:
         await self._limiter.pause(retry_after if retry_after is not None else self._pause_seconds)
 
     def _wait(self, state: RetryCallState) -> float:
-        # Back off exponentially with jitter, and at least as long as Retry-After asks.
-        backoff = self._backoff(state)
+        # Back off exponentially with jitter. Retry-After is the shared pause's business: the
+        # next `acquire` waits it out (for every worker, and off the job's time limit).
         error = state.outcome.exception() if state.outcome else None
-        retry_after = error.retry_after if isinstance(error, ProviderUnavailableError) else None
         logger.info("%s unavailable (%s); retrying", self.provider, error)
-        return max(backoff, retry_after or 0.0)
+        return float(self._backoff(state))

@@ -62,11 +62,17 @@ class SharedRateLimiter:
     async def acquire(self) -> None:
         """Block until the provider is not paused and one more request is allowed; count it."""
         try:
-            while (paused := await self._paused_for()) > 0:
-                await _wait(paused)
-            while not await self._limiter.hit(self._item, self._key):
-                stats = await self._limiter.get_window_stats(self._item, self._key)
-                await _wait(max(stats.reset_time - time.time() + self._margin, MIN_WAIT_SECONDS))
+            while True:
+                # Checked before every try: a pause set while this job waited for the window
+                # (another worker was told 503) holds it too.
+                if (paused := await self._paused_for()) > 0:
+                    await _wait(paused)
+                elif await self._limiter.hit(self._item, self._key):
+                    return
+                else:
+                    stats = await self._limiter.get_window_stats(self._item, self._key)
+                    reset = stats.reset_time - time.time() + self._margin
+                    await _wait(max(reset, MIN_WAIT_SECONDS))
         except (RedisError, OSError) as exc:
             # The budget lives in Redis: without it no request may go out. A blip, not a bug.
             raise BrokerUnavailableError(
@@ -79,7 +85,7 @@ class SharedRateLimiter:
         The pause lives beside the window, so all workers stop, not only the one that was
         told; a longer pause replaces a shorter one, never the reverse.
         """
-        if seconds <= 0:
+        if not math.isfinite(seconds) or seconds <= 0:
             return
         # Whole seconds: the storage's expiry unit (and Retry-After's).
         seconds = math.ceil(seconds)

@@ -15,7 +15,12 @@ from service.errors import (
     ProviderUnavailableError,
 )
 from service.providers.coverart import ARCHIVE_HOSTS, CoverArtClient
-from service.providers.http import OriginGuard, ProviderApi, make_provider_client
+from service.providers.http import (
+    OriginGuard,
+    ProviderApi,
+    make_provider_client,
+    parse_retry_after,
+)
 from service.providers.musicbrainz import MusicBrainzClient
 from service.providers.ratelimit import MUSICBRAINZ, SharedRateLimiter
 from tests.helpers import free_port
@@ -192,3 +197,12 @@ async def test_a_429_pauses_the_provider_for_every_worker(
     assert (refused.status, answered.status) == (429, 200)
     # The other worker sent nothing until the pause Retry-After asked for was over.
     assert answered.at - refused.at >= 1.9
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("2", 2.0), ("inf", None), ("nan", None), ("-5", 0.0), ("1000000000", 300.0), ("soon", None)],
+)
+def test_retry_after_is_bounded_provider_data(header: str, seconds: float | None) -> None:
+    # A hostile or broken header must neither crash a job nor pause every worker for years.
+    assert parse_retry_after(header) == seconds

@@ -43,7 +43,7 @@ def admitted(config: Settings) -> bool:
     """Whether this session may see the pages; draws the login or the refusal otherwise."""
     exposed = config.dashboard_exposed or not listens_on_loopback_only()
     if oidc_configured():
-        return _oidc_login()
+        return _oidc_login(config)
     if config.dashboard_password is not None:
         return _password(config.dashboard_password.get_secret_value())
     if exposed:
@@ -55,10 +55,17 @@ def admitted(config: Settings) -> bool:
     return True
 
 
-def _oidc_login() -> bool:
-    if st.user.get("is_logged_in"):
+def _oidc_login(config: Settings) -> bool:
+    if not st.user.get("is_logged_in"):
+        st.button("Log in", on_click=st.login)
+        return False
+    email = st.user.get("email")
+    if config.dashboard_admits(str(email) if email else None):
         return True
-    st.button("Log in", on_click=st.login)
+    # The identity provider vouches for who this is, not for whether they may look.
+    logger.warning("dashboard: a signed-in account not on DASHBOARD_ALLOWED_USERS was refused")
+    st.error("This account may not use this dashboard (DASHBOARD_ALLOWED_USERS).")
+    st.button("Log out", on_click=st.logout)
     return False
 
 

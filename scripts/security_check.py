@@ -125,15 +125,14 @@ def serving() -> Iterator[str]:
 def image_probes(base: str, settings: Settings) -> dict[str, tuple[str, Probe]]:
     """Downloads through the worker's fetcher, with the loopback server allowed as a host."""
 
-    def fetcher(allowed: frozenset[str] = frozenset({"127.0.0.1"})) -> ImageFetcher:
-        http = make_http_client(settings, "")
-        return ImageFetcher(http, deadline_seconds=3, max_pixels=40_000_000, allowed_hosts=allowed)
-
     def fetch(path: str, allowed: frozenset[str] = frozenset({"127.0.0.1"})) -> Probe:
         async def probe() -> str:
-            images = fetcher(allowed)
-            fetched = await images.fetch(path if "://" in path else base + path)
-            info = await images.inspect(fetched.data)
+            async with make_http_client(settings, "") as http:
+                images = ImageFetcher(
+                    http, deadline_seconds=3, max_pixels=40_000_000, allowed_hosts=allowed
+                )
+                fetched = await images.fetch(path if "://" in path else base + path)
+                info = await images.inspect(fetched.data)
             return f"{info.format} {info.width}x{info.height}, {len(fetched.data)} bytes"
 
         return probe

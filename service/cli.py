@@ -37,19 +37,30 @@ def main(argv: list[str] | None = None) -> int:
     # other credentials live there. Our own messages show URLs without their queries.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
-        settings = Settings()
+        settings = _settings()
         protect(*settings.secret_values())
         outcome = args.command(args, settings)
         return asyncio.run(outcome) if asyncio.iscoroutine(outcome) else int(outcome)
     except EnrichmentError as exc:
         _error(str(exc))
         return 1
-    except ValidationError as exc:
-        # The settings' errors never quote the values given (hide_input_in_errors).
-        _error(f"invalid settings: {exc}")
+    except InvalidSettingsError as exc:
+        _error(str(exc))
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+class InvalidSettingsError(Exception):
+    """The environment's settings do not validate (the message never quotes a value)."""
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        # The settings' errors never quote the values given (hide_input_in_errors).
+        raise InvalidSettingsError(f"invalid settings: {exc}") from exc
 
 
 def _error(message: str) -> None:

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(default=8501, alias="DASHBOARD_PORT", ge=1, le=65535)
     dashboard_password: SecretStr | None = Field(default=None, alias="DASHBOARD_PASSWORD")
     dashboard_read_only: bool = Field(default=False, alias="DASHBOARD_READ_ONLY")
+    # Who may pass the OIDC login (comma-separated e-mails, or `@domain` for a whole domain):
+    # a provider such as Google accepts any account, so an empty list admits nobody.
+    dashboard_allowed_users: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), alias="DASHBOARD_ALLOWED_USERS"
+    )
 
     # MusicBrainz allows one request per second per client IP, shared by all workers.
     musicbrainz_rate_limit: str = Field(default="1/second", alias="MUSICBRAINZ_RATE_LIMIT")
@@ -111,7 +116,7 @@ class Settings(BaseSettings):
         # docker-compose passes unset variables through as "": treat that as not configured.
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("image_fetch_allowed_hosts", mode="before")
+    @field_validator("image_fetch_allowed_hosts", "dashboard_allowed_users", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
@@ -182,6 +187,14 @@ class Settings(BaseSettings):
             *(token.get_secret_value() for token in tokens if token is not None),
             *(unquote(password) for password in passwords if password),
         )
+
+    def dashboard_admits(self, email: str | None) -> bool:
+        """Whether an OIDC-verified e-mail is on DASHBOARD_ALLOWED_USERS (by address or domain)."""
+        if not email:
+            return False
+        email = email.strip().lower()
+        domain = "@" + email.rpartition("@")[2]
+        return email in self.dashboard_allowed_users or domain in self.dashboard_allowed_users
 
     @property
     def cloudflare_enabled(self) -> bool:

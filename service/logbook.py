@@ -42,8 +42,8 @@ MAX_DETAIL_CHARS = 4_000
 MAX_DETAIL_ITEMS = 200
 LOST = WorkerLostError.__name__
 # Where provider text and error messages live: a provider may echo a secret into any of them.
-# Ids, statuses and times are never redacted (an id that happened to contain 8 characters of
-# a token must still find its document).
+# Lineage ids, statuses and times outside these are never redacted (a job id that happened to
+# contain 8 characters of a token must still find its document); ids inside `details` are.
 FREE_TEXT = frozenset({"details", "error", "entityName", "reason", "excerpt"})
 
 

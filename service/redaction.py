@@ -50,7 +50,7 @@ class Redactor:
         if not runs:
             return None
         # Longest first, so a short secret inside a longer one never splits a match.
-        alternatives = "|".join(re.escape(run) for run in sorted(runs, key=len, reverse=True))
+        alternatives = "|".join(map(_alternative, sorted(runs, key=len, reverse=True)))
         # A lookahead finds every overlapping run; the spans are merged below.
         return re.compile(f"(?=({alternatives}))", re.IGNORECASE)
 
@@ -65,6 +65,14 @@ class Redactor:
         for start, end in reversed(spans):
             text = text[:start] + REDACTED + text[end:]
         return text
+
+
+def _alternative(run: str) -> str:
+    # A secret shorter than a run ("admin") is matched as a whole word only: anywhere, it
+    # would rewrite ordinary text ("administrator").
+    if len(run) < RUN_CHARS:
+        return rf"(?<![0-9A-Za-z]){re.escape(run)}(?![0-9A-Za-z])"
+    return re.escape(run)
 
 
 def _runs(secret: str) -> set[str]:

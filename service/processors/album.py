@@ -6,6 +6,7 @@ from service.processing import JobRun
 from service.processors.common import resolve, tag_names
 from service.providers.musicbrainz import ReleaseGroup
 from service.resources import Providers
+from service.urls import display_url
 
 
 async def enrich_album(job: AlbumJob, run: JobRun[AlbumDetails], providers: Providers) -> None:
@@ -63,6 +64,6 @@ def _album_fields(group: ReleaseGroup, cover: str | None) -> dict[str, object]:
         "primaryType": group.primary_type,
         "genres": tag_names(group.genres),
         "tags": tag_names(group.tags),
-        "coverArtUrl": cover,
+        "coverArtUrl": display_url(cover) if cover else None,
         "artistCredit": [{"mbid": c.artist.id, "name": c.artist.name} for c in group.artist_credit],
     }

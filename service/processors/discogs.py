@@ -12,7 +12,9 @@ from service.models.jobs import (
 from service.processing import JobRun
 from service.processors.matching import confidence, most_frequent, profile_text
 from service.providers.discogs import DiscogsArtist, RequestTally, SearchResult
+from service.redaction import redact
 from service.resources import Providers
+from service.urls import display_url
 
 CANDIDATES_KEPT = 5
 
@@ -142,8 +144,9 @@ async def _enrich(
 def _fields(details: DiscogsDetails) -> dict[str, object]:
     return {
         "discogsId": details.discogs_id,
-        "discogsUrl": details.discogs_url,
-        "profile": details.profile,
+        # As the log stores them: URLs without credentials or query, text redacted.
+        "discogsUrl": display_url(details.discogs_url) if details.discogs_url else None,
+        "profile": redact(details.profile) if details.profile else None,
         "images": [image.model_dump(by_alias=True) for image in details.images],
         "discogsGenres": details.genres,
         "discogsStyles": details.styles,

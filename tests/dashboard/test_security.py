@@ -173,15 +173,23 @@ OIDC = {
 }
 
 
-async def test_oidc_login_replaces_the_password(dashboard_env: None) -> None:
-    config.set_option("server.address", "0.0.0.0")
+async def test_oidc_login_replaces_the_password(
+    dashboard_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DASHBOARD_ALLOWED_USERS", "lead@example.org, @ops.example.com")
+    config.set_option("server.address", "0.0.0.0")  # exposed, and no password
     at = AppTest.from_file(APP, default_timeout=30)
     at.secrets["auth"] = OIDC
     run(at)
     assert [b.label for b in at.button] == ["Log in"]
     assert not at.dataframe
     assert not at.error
-    at.user = {"is_logged_in": True, "email": "ops@example.com"}
+    # Any account the identity provider knows is not enough: it must be on the list.
+    at.user = {"is_logged_in": True, "email": "stranger@gmail.example"}
+    run(at)
+    assert not at.dataframe
+    assert "may not use this dashboard" in at.error[0].value
+    at.user = {"is_logged_in": True, "email": "Night.Shift@ops.example.com"}
     run(at)
     assert at.dataframe
 

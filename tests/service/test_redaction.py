@@ -43,6 +43,13 @@ def test_url_credentials_and_signing_parameters_are_redacted() -> None:
     assert "redis://***@cache:6379/0" in redacted
 
 
+def test_a_short_secret_is_matched_as_a_word() -> None:
+    redactor = Redactor(["admin"])
+    assert redactor.redact("user ADMIN logged in as administrator") == (
+        "user [redacted] logged in as administrator"
+    )
+
+
 def test_ordinary_text_is_left_alone() -> None:
     text = "Vela Nord — Northern Drift (2019), 12 tracks; see https://musicbrainz.org/artist/1"
     assert Redactor([TOKEN]).redact(text) == text

@@ -97,6 +97,8 @@ class Lab:
             "DISCOGS_BASE_URL": providers.discogs_url,
             "DISCOGS_TOKEN": TOKEN,
             "IMAGE_FETCH_ALLOWED_HOSTS": "127.0.0.1",
+            # The drills count executions of repeated albums: every family must really run.
+            "ENRICH_FRESH_DAYS": "0",
         }
         self.settings = Settings.model_validate(self.env)
 

@@ -66,6 +66,9 @@ class JobSpec[P: JobPayload, D: CamelModel]:
     processor: Processor[P, D]
     # The shared provider budgets the processor spends; each names its own setting.
     rate_limits: tuple[RateLimit, ...] = ()
+    # Whether an answer is remembered (ENRICH_FRESH_DAYS): not for a fan-out such as a
+    # library run, whose children each remember their own.
+    remembers: bool = True
 
 
 # A spec once in a registry, its payload and details types no longer known statically.

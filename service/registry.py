@@ -14,12 +14,15 @@ from service.models.jobs import (
     CacheImageJob,
     DiscogsDetails,
     DiscogsJob,
+    LibraryDetails,
+    LibraryJob,
 )
 from service.processing import JobRegistry, JobSpec
 from service.processors.album import enrich_album
 from service.processors.artist import enrich_artist
 from service.processors.cache import cache_image
 from service.processors.discogs import match_discogs_artist
+from service.processors.library import enrich_library
 from service.providers.ratelimit import DISCOGS, MUSICBRAINZ
 
 JOBS = JobRegistry()
@@ -44,3 +47,14 @@ JOBS.register(
 )
 # The entity type is the image owner's; the processor sets it from the payload.
 JOBS.register(JobSpec(JobType.CACHE_IMAGE, "album", CacheImageJob, CacheDetails, cache_image))
+# A library run fans out to its albums; each album remembers its own answer.
+JOBS.register(
+    JobSpec(
+        JobType.ENRICH_LIBRARY,
+        "library",
+        LibraryJob,
+        LibraryDetails,
+        enrich_library,
+        remembers=False,
+    )
+)

@@ -57,7 +57,7 @@ from service.resources import WorkerResources
 from service.spawning import (
     ATTEMPT_LABEL,
     child_job_id,
-    claim_entity,
+    claim_entities,
     kick_job,
     parent_of,
     queued_entry,
@@ -295,7 +295,8 @@ class JobRunner:
             if run.status != JobStatus.FAILED:
                 await self._spawn_children(run, payload)
                 # Only once its children are out: a retry after a failed spawn must run.
-                await self._mark_fresh(payload, run)
+                if spec.remembers:
+                    await self._mark_fresh(payload, run)
         except TimeoutError:
             limit = self._settings.job_timeout_seconds
             return JobTimeoutError(
@@ -312,7 +313,7 @@ class JobRunner:
     async def _fresh(self, spec: AnySpec, payload: JobPayload, run: JobRun[Any]) -> bool:
         """Whether the entity is fresh for this processor (then the run relies on that)."""
         days = self._settings.enrich_fresh_days
-        if payload.force or days <= 0:
+        if payload.force or days <= 0 or not spec.remembers:
             return False
         since = fresh_since(utc_now(), days)
         freshness = self._resources.store.freshness
@@ -345,12 +346,17 @@ class JobRunner:
 
     async def _spawn_children(self, run: JobRun[Any], parent: JobPayload) -> None:
         root_id = parent.parent_job_id or run.job_id
-        claims = self._resources.store.claims
+        wanted = [
+            (child_job_id(run.job_id, index, spawn.job_type), spawn)
+            for index, spawn in enumerate(run.spawns)
+        ]
+        # A child whose entity this family already runs (another job holds the claim) is not
+        # spawned again.
+        claimed = await claim_entities(self._resources.store.claims, root_id, wanted)
         children: list[tuple[str, str, JobPayload]] = []
-        for index, spawn in enumerate(run.spawns):
-            child_id = child_job_id(run.job_id, index, spawn.job_type)
-            if not await claim_entity(claims, root_id, spawn, child_id):
-                continue  # this family already runs this processor for this entity
+        for child_id, spawn in wanted:
+            if child_id not in claimed:
+                continue
             # A forced refresh refreshes the whole family, not only its root.
             lineage = {"parent_job_id": root_id, "force": parent.force or spawn.payload.force}
             payload = spawn.payload.model_copy(update=lineage)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import BulkWriteError, ConnectionFailure
 from redis.exceptions import RedisError
 from taskiq import AsyncBroker
 from taskiq.exceptions import SendTaskError
@@ -19,6 +19,7 @@ from service.models import JobStatus, LogEntry
 from service.models.base import utc_now
 from service.models.jobs import JobPayload
 from service.processing import Spawn
+from service.store import chunks
 
 # Child job ids are derived from the parent's id, so a redelivered parent re-kicks the
 # same children and their logs upsert onto the same entries instead of doubling.
@@ -47,21 +48,43 @@ def child_job_id(parent_job_id: str, index: int, job_type: str) -> str:
     return uuid.uuid5(CHILD_ID_NAMESPACE, f"{parent_job_id}/{index}/{job_type}").hex
 
 
-async def claim_entity(
-    claims: AsyncCollection[Record], root_id: str, spawn: Spawn, child_id: str
-) -> bool:
-    """Claim (root, processor, entity) for a child; False when another job holds the claim."""
-    claim_id = f"{root_id}/{spawn.job_type}/{spawn.payload.entity_key}"
+async def claim_entities(
+    claims: AsyncCollection[Record], root_id: str, children: list[tuple[str, Spawn]]
+) -> set[str]:
+    """Claim (root, processor, entity) for each (child id, spawn); return the ids that hold one.
+
+    One unordered bulk insert on a unique `_id`: atomic per claim, so two parents racing
+    cannot both win, and a library's ten thousand albums cost one round trip, not 10,000.
+    """
+    wanted = {f"{root_id}/{spawn.job_type}/{spawn.payload.entity_key}": child_id
+              for child_id, spawn in reversed(children)}  # fmt: skip
+    now = utc_now()
+    documents = [
+        {"_id": claim, "jobId": child, "claimedAt": now} for claim, child in wanted.items()
+    ]
+    if not documents:
+        return set()
     try:
-        # An insert on a unique _id: atomic, so two parents racing cannot both win.
-        await claims.insert_one({"_id": claim_id, "jobId": child_id, "claimedAt": utc_now()})
-    except DuplicateKeyError:
-        holder = await claims.find_one({"_id": claim_id})
-        # The same child again (its parent was redelivered): kick it again, idempotently.
-        return holder is not None and holder.get("jobId") == child_id
+        await claims.insert_many(documents, ordered=False)
+        return set(wanted.values())
+    except BulkWriteError as exc:
+        taken = [wanted[error["op"]["_id"]] for error in exc.details["writeErrors"]]
+        held = await _holders(claims, [error["op"]["_id"] for error in exc.details["writeErrors"]])
     except ConnectionFailure as exc:
-        raise StoreUnavailableError(f"could not claim {claim_id}: {exc}") from exc
-    return True
+        raise StoreUnavailableError(f"could not claim {len(documents)} entities: {exc}") from exc
+    # The same child again (its parent was redelivered) still holds its claim: kick it again.
+    return (set(wanted.values()) - set(taken)) | {child for child in taken if child in held}
+
+
+async def _holders(claims: AsyncCollection[Record], claim_ids: list[str]) -> set[str]:
+    """The job ids holding these claims."""
+    holders: set[str] = set()
+    try:
+        for chunk in chunks(claim_ids):
+            holders |= {doc["jobId"] async for doc in claims.find({"_id": {"$in": chunk}})}
+    except ConnectionFailure as exc:
+        raise StoreUnavailableError(f"could not read {len(claim_ids)} claims: {exc}") from exc
+    return holders
 
 
 def queued_entry(

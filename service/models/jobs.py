@@ -7,7 +7,13 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, PlainSerializer, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    model_validator,
+)
 
 from service.models.base import CamelModel
 from service.urls import display_url
@@ -24,6 +30,7 @@ class JobType(StrEnum):
     ENRICH_ARTIST = "enrich_artist"
     DISCOGS_ARTIST = "discogs_artist"
     CACHE_IMAGE = "cache_image"
+    ENRICH_LIBRARY = "enrich_library"
 
 
 # A title, name or id: long enough for any real one, short enough to keep logs small.
@@ -163,6 +170,29 @@ class CacheImageJob(JobPayload):
     def entity_key(self) -> str:
         """The entity whose image this is."""
         return f"{self.entity_type}:{self.entity_id}"
+
+
+# A whole library is one run: a root whose children are its albums (one message carries them).
+MAX_LIBRARY_ROWS = 100_000
+
+
+class LibraryJob(JobPayload):
+    """Enrich every album of a library as one family: the root spawns one job per album."""
+
+    source: Text
+    albums: Annotated[list[AlbumJob], Field(min_length=1, max_length=MAX_LIBRARY_ROWS)]
+
+    @property
+    def display_name(self) -> str | None:
+        """Where the rows came from, and how many."""
+        return f"{self.source} ({len(self.albums)} albums)"
+
+
+class LibraryDetails(CamelModel):
+    """`enrich_library` details."""
+
+    source: str | None = None
+    rows: int = 0
 
 
 class MusicBrainzDetails(CamelModel):

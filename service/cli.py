@@ -5,16 +5,30 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from service.client import EnrichmentClient
 from service.config import Settings
 from service.embedded_store import ensure_store, is_listening, serve_embedded_store
-from service.errors import ConfigurationError, EnrichmentError, StoreUnavailableError
+from service.errors import (
+    ConfigurationError,
+    EnrichmentError,
+    InvalidRequestError,
+    StoreUnavailableError,
+)
+from service.library import read_library
 from service.models import JobStatus
 from service.models.base import utc_now
 from service.queries import latest_attempts, unfinished
@@ -24,6 +38,9 @@ from service.render import roots_table, timeline_table
 from service.store import LOGS, make_sync_client
 
 console = Console()
+# What goes wrong with the input, apart from stdout (whose first line scripts read).
+errors = Console(stderr=True)
+PROGRESS_SECONDS = 2.0
 type Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
@@ -107,10 +124,20 @@ def _add_kick_commands(kick: argparse.ArgumentParser) -> None:
     artist.add_argument("--mbid", help="MusicBrainz artist id")
     artist.add_argument("--name")
     artist.set_defaults(command=_kick_artist)
+    library = kinds.add_parser(
+        "library",
+        help="enrich every album of a CSV (title,artist or mbid) or JSON-lines file as one run",
+    )
+    library.add_argument("file", type=Path, help="CSV with a header, or .jsonl")
+    library.add_argument(
+        "--detach", action="store_true", help="print the root's id and return at once"
+    )
+    library.set_defaults(command=_kick_library)
     for sub in (album, artist):
         sub.add_argument(
             "--wait", type=float, metavar="SECONDS", help="wait for the family, show its timeline"
         )
+    for sub in (album, artist, library):
         sub.add_argument(
             "--force",
             action="store_true",
@@ -260,6 +287,51 @@ async def _kick_artist(args: argparse.Namespace, settings: Settings) -> int:
     async with EnrichmentClient(settings) as client:
         job_id = await client.kick_artist(mbid=args.mbid, name=args.name, force=args.force)
         return await _report(client, job_id, args.wait)
+
+
+async def _kick_library(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        library = read_library(args.file)
+    except OSError as exc:
+        raise InvalidRequestError(f"cannot read {args.file}: {exc.strerror}") from exc
+    for number, why in library.bad_rows:
+        errors.print(Text(f"line {number}: {why} (not kicked)", style="yellow"))
+    if not library.albums:
+        raise InvalidRequestError(f"{args.file}: no album to kick")
+    async with EnrichmentClient(settings) as client:
+        started = time.monotonic()
+        job_id = await client.kick_library(library.albums, source=library.source, force=args.force)
+        print(job_id)
+        took = time.monotonic() - started
+        console.print(Text(f"kicked {len(library.albums)} albums as one run in {took:.1f} s"))
+        if args.detach:
+            return 0
+        console.print("Ctrl-C detaches: the run goes on (`enrichment timeline` shows it).")
+        return await _follow(client, job_id)
+
+
+async def _follow(client: EnrichmentClient, job_id: str) -> int:
+    """A progress bar over the family until it finishes; 1 when any job failed."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),  # from the pace measured so far: the providers' budget
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("starting", total=None)
+        while True:
+            progress = await client.progress(job_id)
+            done = progress.total - progress.remaining
+            bar.update(task, total=progress.total or None, completed=done, description=(
+                f"done {progress.count(JobStatus.SUCCESS)} · failed "
+                f"{progress.count(JobStatus.FAILED)} · skipped {progress.count(JobStatus.SKIPPED)}"
+                f" · remaining {progress.remaining}"
+            ))  # fmt: skip
+            if progress.finished:
+                break
+            await asyncio.sleep(PROGRESS_SECONDS)
+    return 1 if progress.count(JobStatus.FAILED) else 0
 
 
 async def _report(client: EnrichmentClient, job_id: str, wait: float | None) -> int:

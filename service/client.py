@@ -3,6 +3,7 @@
 import asyncio
 import time
 import uuid
+from collections.abc import Iterable
 from contextlib import suppress
 from types import TracebackType
 from typing import Any, Self
@@ -25,8 +26,8 @@ from service.executors import Plan
 from service.logbook import entry_document, queue_entries
 from service.models import JobError, JobStatus, JobType, LogEntry
 from service.models.base import utc_now
-from service.models.jobs import AlbumJob, ArtistJob, JobPayload
-from service.models.views import RootSummary, Timeline
+from service.models.jobs import AlbumJob, ArtistJob, JobPayload, LibraryJob
+from service.models.views import FamilyProgress, RootSummary, Timeline
 from service.redaction import protect
 from service.registry import JOBS
 from service.spawning import kick_job, queued_entry
@@ -161,6 +162,21 @@ class EnrichmentClient:
     async def timeline(self, root_id: str) -> Timeline:
         """A root's entries, then its family's by `startedAt`."""
         return await self._read(queries.timeline(root_id))
+
+    async def progress(self, root_id: str) -> FamilyProgress:
+        """A family in numbers (one aggregation, however big it is)."""
+        return await self._read(queries.family_progress(root_id))
+
+    async def kick_library(
+        self, albums: Iterable[AlbumJob], *, source: str, force: bool = False
+    ) -> str:
+        """Start ONE root (`enrich_library`) whose children are these albums; return its id.
+
+        The whole run is one family, flat like any other: `wait_for_root`, `progress` and
+        the dashboard follow it by the root's id.
+        """
+        payload = _payload(LibraryJob, source=source, albums=list(albums), force=force)
+        return await self.kick(JobType.ENRICH_LIBRARY, payload)
 
     async def _read[T](self, plan: Plan[T]) -> T:
         store = await self._opened_store()

@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from service.models.base import CamelModel
-from service.models.logs import LogEntry
+from service.models.logs import JobStatus, LogEntry
 
 # The roll-up columns, as the CLI and the dashboard both label them.
 ROLLUP_COLUMNS = (
@@ -63,6 +63,33 @@ class RootSummary(CamelModel):
             self.family_seconds,
         )
         return dict(zip(ROLLUP_COLUMNS, values, strict=True))
+
+
+class FamilyProgress(CamelModel):
+    """A family in numbers: its root's status, and its jobs by their latest status."""
+
+    root_status: str | None = None
+    jobs: dict[str, int] = {}
+
+    def count(self, *statuses: str) -> int:
+        """Jobs whose latest attempt has one of these statuses."""
+        return sum(self.jobs.get(status, 0) for status in statuses)
+
+    @property
+    def total(self) -> int:
+        """Every job of the family known so far (it grows as jobs spawn theirs)."""
+        return sum(self.jobs.values())
+
+    @property
+    def remaining(self) -> int:
+        """Jobs still queued or running."""
+        return self.count(JobStatus.QUEUED, JobStatus.RUNNING)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the root and every job known so far are done."""
+        root_done = self.root_status not in (None, JobStatus.QUEUED, JobStatus.RUNNING)
+        return root_done and self.remaining == 0
 
 
 class Timeline(CamelModel):

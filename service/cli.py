@@ -303,7 +303,7 @@ async def _kick_library(args: argparse.Namespace, settings: Settings) -> int:
         job_id = await client.kick_library(library.albums, source=library.source, force=args.force)
         print(job_id)
         took = time.monotonic() - started
-        console.print(Text(f"kicked {len(library.albums)} albums as one run in {took:.1f} s"))
+        console.print(Text(f"kicked {len(library.albums)} albums as one run in {took:.2f} s"))
         if args.detach:
             return 0
         console.print("Ctrl-C detaches: the run goes on (`enrichment timeline` shows it).")

@@ -135,6 +135,10 @@ class EnrichmentLog(Document, LogEntry):
                 unique=True,
                 partialFilterExpression={"attempt": {"$exists": True}},
             ),
+            # The lookups by job id (a root's attempts, the latest one, begin/finish of an
+            # attempt): MongoDB cannot use the partial index above for `{jobId: X}`, whose
+            # filter does not imply `attempt` exists, and would scan the collection.
+            IndexModel([("jobId", ASCENDING), ("attempt", DESCENDING)]),
             IndexModel(
                 [
                     ("entityType", ASCENDING),

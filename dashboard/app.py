@@ -9,6 +9,9 @@ st.set_page_config(page_title="Enrichment jobs", layout="wide")
 st.set_option("client.showErrorDetails", "none")
 
 if gate.admitted(data.settings()):
+    notice = data.store_notice()
+    if notice is not None:
+        st.warning(notice)
     root = st.query_params.get("root")
     if root:
         views.deep_link_view(root)

@@ -10,14 +10,16 @@ import streamlit as st
 from dashboard import frames
 from service import queries
 from service.config import Settings
+from service.embedded_store import embedded_notice
 from service.executors import SyncExecutor
 from service.models import LogEntry
 from service.queries import RootFilters
 from service.redaction import protect
-from service.store import connect_sync_database
+from service.store import connect_sync_database, log_count
 
 PAGE_SIZE = 50
 QUERY_TTL_SECONDS = 3
+NOTICE_TTL_SECONDS = 60
 
 
 @st.cache_resource
@@ -36,6 +38,15 @@ def _close(reader: SyncExecutor) -> None:
 def reader() -> SyncExecutor:
     """Runs read plans on the store, starting the embedded store when nothing else is set."""
     return SyncExecutor(connect_sync_database(settings()))
+
+
+@st.cache_data(ttl=NOTICE_TTL_SECONDS, show_spinner=False)
+def store_notice() -> str | None:
+    """A notice when the embedded store has outgrown the demo (counted once a minute)."""
+    config = settings()
+    if config.mongodb_url:
+        return None
+    return embedded_notice(config, reader().run(log_count()))
 
 
 @st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)

@@ -208,3 +208,21 @@ def _dead_letters_script() -> None:
     from dashboard import views
 
     views.dead_letters_view()
+
+
+async def test_an_outgrown_embedded_store_is_announced(
+    dashboard_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    store_env: dict[str, str],
+    mongo: Any,
+    settings: Any,
+) -> None:
+    if "EMBEDDED_STORE_PORT" not in store_env:
+        pytest.skip("runs on the embedded store only")
+    monkeypatch.delenv("MONGODB_URL")  # the store as the embedded one, found by its port
+    monkeypatch.setenv("EMBEDDED_STORE_NOTICE_LOGS", "1")
+    await mongo[settings.mongodb_db][LOGS].insert_many([{"jobId": "a"}, {"jobId": "b"}])
+    at = run(AppTest.from_file(APP, default_timeout=30))
+    [notice] = at.warning
+    assert "The embedded store holds 2 logs" in notice.value
+    assert "docker compose up -d mongo" in notice.value

@@ -20,6 +20,7 @@ from service.logbook import write_log
 from service.models import DOCUMENT_MODELS, EnrichmentLog, LogEntry
 from service.store import LOGS, connect_store, stale_indexes
 from tests.helpers import (
+    enrichment,
     free_port,
     serve_standby,
     standby_store_process,
@@ -217,3 +218,25 @@ async def test_log_write_survives_a_brief_store_outage(tmp_path: Path) -> None:
         await store.close()
         stop_store_process(process)
         stop_store_process(standby)
+
+
+@pytest.fixture
+def embedded_env(settings_env: dict[str, str], store_env: dict[str, str]) -> dict[str, str]:
+    """The test's store reached as the embedded one (no MONGODB_URL), noticing past 3 logs."""
+    if "EMBEDDED_STORE_PORT" not in store_env:
+        pytest.skip("runs on the embedded store only")
+    env = {key: value for key, value in settings_env.items() if key != "MONGODB_URL"}
+    return {**env, "EMBEDDED_STORE_NOTICE_LOGS": "3"}
+
+
+async def test_an_outgrown_embedded_store_says_so_at_start_up(
+    embedded_env: dict[str, str], mongo: Any, settings: Settings
+) -> None:
+    await mongo[settings.mongodb_db][LOGS].insert_many([{"jobId": f"j{i}"} for i in range(4)])
+    done = await enrichment(embedded_env, "roots")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "The embedded store holds 4 logs" in done.stderr
+    assert "docker compose up -d mongo" in done.stderr
+    assert "MONGODB_URL" in done.stderr
+    quiet = await enrichment({**embedded_env, "EMBEDDED_STORE_NOTICE_LOGS": "4"}, "roots")
+    assert "embedded store holds" not in quiet.stderr

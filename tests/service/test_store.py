@@ -3,6 +3,8 @@
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -240,3 +242,35 @@ async def test_an_outgrown_embedded_store_says_so_at_start_up(
     assert "MONGODB_URL" in done.stderr
     quiet = await enrichment({**embedded_env, "EMBEDDED_STORE_NOTICE_LOGS": "4"}, "roots")
     assert "embedded store holds" not in quiet.stderr
+
+
+def test_copy_store_moves_everything_and_can_run_again(
+    settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    from pymongo import MongoClient
+
+    source_port, target_port = free_port(), free_port()
+    source = start_store_process(tmp_path, source_port)
+    (tmp_path / "target").mkdir()
+    target = start_store_process(tmp_path / "target", target_port)
+    url = "mongodb://127.0.0.1:{}/?directConnection=true"
+    database = settings_env["MONGODB_DB"]
+    try:
+        with MongoClient(url.format(source_port)) as client:
+            client[database][LOGS].insert_many([{"jobId": f"j{i}", "attempt": 1} for i in range(5)])
+            client[database]["albums"].insert_one({"mbid": "m1", "title": "Tidal Glass"})
+        command = [sys.executable, "-m", "scripts.copy_store", "--from", url.format(source_port),
+                   "--to", url.format(target_port)]  # fmt: skip
+        env = {**os.environ, **settings_env}
+        first = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        assert f"{LOGS}: 5 copied, 0 already there" in first.stdout
+        assert "albums: 1 copied, 0 already there" in first.stdout
+        again = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        assert f"{LOGS}: 0 copied, 5 already there" in again.stdout
+        with MongoClient(url.format(target_port)) as client:
+            assert client[database][LOGS].count_documents({}) == 5
+            indexes = client[database][LOGS].index_information()
+            assert "jobId_1_attempt_-1" in indexes  # the service's indexes, ensured
+    finally:
+        stop_store_process(source)
+        stop_store_process(target)

@@ -39,9 +39,7 @@ class Settings(BaseSettings):
     embedded_store_port: int = Field(default=27018, alias="EMBEDDED_STORE_PORT", ge=1, le=65535)
     # Past this many logs the embedded store is out of its depth (measured: one log write
     # costs 110 ms at 1,000 logs, 1.1 s at 10,000, and every query scans): say so.
-    embedded_store_notice_logs: int = Field(
-        default=5_000, alias="EMBEDDED_STORE_NOTICE_LOGS", ge=0
-    )
+    embedded_store_notice_logs: int = Field(default=5_000, alias="EMBEDDED_STORE_NOTICE_LOGS", ge=0)
 
     musicbrainz_base_url: str = Field(
         default="https://musicbrainz.org/ws/2", alias="MUSICBRAINZ_BASE_URL"

@@ -14,6 +14,8 @@ from service.errors import StoreUnavailableError
 logger = logging.getLogger(__name__)
 
 STORE_START_TIMEOUT_SECONDS = 30.0
+
+
 def embedded_notice(settings: Settings, logs: int) -> str | None:
     """What to tell a user whose embedded store has grown past its use, or None."""
     if settings.mongodb_url or logs <= settings.embedded_store_notice_logs:

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -94,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_service_commands(commands)
     _add_kick_commands(commands.add_parser("kick", help="start a root job, print its job id"))
     _add_read_commands(commands)
+    _add_prune_command(commands)
     return parser
 
 
@@ -143,6 +145,39 @@ def _add_kick_commands(kick: argparse.ArgumentParser) -> None:
             action="store_true",
             help="refresh even what was enriched within ENRICH_FRESH_DAYS",
         )
+
+
+def _add_prune_command(commands: Subparsers) -> None:
+    prune = commands.add_parser(
+        "prune", help="delete whole families whose last entry is older than a cut-off"
+    )
+    prune.add_argument(
+        "--older-than", type=_age, required=True, metavar="AGE", help="e.g. 90d or 36h"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    prune.set_defaults(command=_prune)
+
+
+def _age(text: str) -> timedelta:
+    """`90d`, `36h` or `45m` as a duration."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number and d, h or m (90d)")
+    return timedelta(**{units[unit]: int(number)})
+
+
+async def _prune(args: argparse.Namespace, settings: Settings) -> int:
+    cutoff = utc_now() - args.older_than
+    async with EnrichmentClient(settings) as client:
+        report = await client.prune(older_than=cutoff, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    console.print(Text(
+        f"{verb} {report.families} families older than {cutoff:%Y-%m-%d %H:%M} UTC: "
+        f"{report.entries} log entries, {report.claims} claims; "
+        f"kept {report.kept_unfinished} old families with queued or running work"
+    ))  # fmt: skip
+    return 0
 
 
 def _add_read_commands(commands: Subparsers) -> None:

@@ -5,6 +5,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from contextlib import suppress
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -30,6 +31,7 @@ from service.models.jobs import AlbumJob, ArtistJob, JobPayload, LibraryJob
 from service.models.views import FamilyProgress, RootSummary, Timeline
 from service.redaction import protect
 from service.registry import JOBS
+from service.retention import PruneReport, prune
 from service.spawning import kick_job, queued_entry
 from service.store import Store, connect_store
 from service.urls import redact_url
@@ -184,6 +186,10 @@ class EnrichmentClient:
             return await store.reader.run(plan)
         except PyMongoError as exc:
             raise StoreUnavailableError(f"cannot read the job log: {exc}") from exc
+
+    async def prune(self, *, older_than: datetime, dry_run: bool = False) -> PruneReport:
+        """Delete whole families whose last entry is older than `older_than` (never unfinished)."""
+        return await prune(await self._opened_store(), older_than=older_than, dry_run=dry_run)
 
     async def _opened_store(self) -> Store:
         if self._store is None:

@@ -286,12 +286,7 @@ class JobRunner:
             if await self._fresh(spec, payload, run):
                 await self._spawn_children(run, payload)
                 return None
-            with anyio.fail_after(self._settings.job_timeout_seconds) as scope:
-                token = JOB_TIME_LIMIT.set(scope)
-                try:
-                    await spec.processor(payload, run, self._resources.providers)
-                finally:
-                    JOB_TIME_LIMIT.reset(token)
+            await self._run_processor(spec, payload, run)
             if run.status != JobStatus.FAILED:
                 await self._spawn_children(run, payload)
                 # Only once its children are out: a retry after a failed spawn must run.
@@ -309,6 +304,15 @@ class JobRunner:
             logger.exception("%s %s crashed", spec.job_type, run.job_id)
             return exc
         return None
+
+    async def _run_processor(self, spec: AnySpec, payload: JobPayload, run: JobRun[Any]) -> None:
+        """The processor, under the job's time limit (which budget waits move on)."""
+        with anyio.fail_after(self._settings.job_timeout_seconds) as scope:
+            token = JOB_TIME_LIMIT.set(scope)
+            try:
+                await spec.processor(payload, run, self._resources.providers)
+            finally:
+                JOB_TIME_LIMIT.reset(token)
 
     async def _fresh(self, spec: AnySpec, payload: JobPayload, run: JobRun[Any]) -> bool:
         """Whether the entity is fresh for this processor (then the run relies on that)."""

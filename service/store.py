@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from beanie import Document, init_beanie
-from pymongo import AsyncMongoClient, IndexModel, MongoClient
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel, MongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.database import Database
@@ -123,6 +123,9 @@ async def connect_store(settings: Settings) -> Store:
     database = client[settings.mongodb_db]
     try:
         await AsyncExecutor(database).run(ensure_indexes(DOCUMENT_MODELS))
+        await AsyncExecutor(database).run(
+            ensure_collection_indexes(CLAIMS, claim_indexes(settings))
+        )
         # Indexes are ours (above): Beanie would not rebuild one whose definition changed.
         await init_beanie(database=database, document_models=DOCUMENT_MODELS, skip_indexes=True)
         if not settings.mongodb_url:
@@ -151,12 +154,26 @@ def log_count() -> Plan[int]:
 def ensure_indexes(models: Sequence[type[Document]]) -> Plan[None]:
     """Rebuild every model index whose definition changed, then create the missing ones."""
     for model in models:
-        name, wanted = model.Settings.name, model.Settings.indexes
-        existing = yield ListIndexes(name)
-        for stale in stale_indexes({index["name"]: index for index in existing}, wanted):
-            logger.warning("rebuilding index %s.%s: its definition changed", name, stale)
-            yield DropIndex(name, stale)
-        yield CreateIndexes(name, wanted)
+        yield from ensure_collection_indexes(model.Settings.name, model.Settings.indexes)
+
+
+def ensure_collection_indexes(name: str, wanted: Sequence[IndexModel]) -> Plan[None]:
+    """One collection's indexes: rebuilt when their definition changed, created when missing."""
+    if not wanted:
+        return
+    existing = yield ListIndexes(name)
+    for stale in stale_indexes({index["name"]: index for index in existing}, wanted):
+        logger.warning("rebuilding index %s.%s: its definition changed", name, stale)
+        yield DropIndex(name, stale)
+    yield CreateIndexes(name, wanted)
+
+
+def claim_indexes(settings: Settings) -> list[IndexModel]:
+    """`job_claims` expire after the freshness window: a family is long done by then."""
+    days = settings.enrich_fresh_days
+    if days <= 0:
+        return []
+    return [IndexModel([("claimedAt", ASCENDING)], expireAfterSeconds=round(days * 86_400))]
 
 
 def run_sync(database: Database[Record], plan: Plan[Any]) -> int:

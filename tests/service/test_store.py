@@ -20,7 +20,7 @@ from service.config import Settings
 from service.embedded_store import ensure_store, is_listening
 from service.logbook import write_log
 from service.models import DOCUMENT_MODELS, EnrichmentLog, LogEntry
-from service.store import LOGS, connect_store, stale_indexes
+from service.store import CLAIMS, LOGS, connect_store, stale_indexes
 from tests.helpers import (
     enrichment,
     free_port,
@@ -274,3 +274,12 @@ def test_copy_store_moves_everything_and_can_run_again(
     finally:
         stop_store_process(source)
         stop_store_process(target)
+
+
+async def test_claims_expire_after_the_freshness_window(
+    client: EnrichmentClient, mongo: Any, settings: Settings
+) -> None:
+    await client.roots()  # connected: every index ensured
+    info = await mongo[settings.mongodb_db][CLAIMS].index_information()
+    [expiry] = [index for index in info.values() if index["key"] == [("claimedAt", 1)]]
+    assert expiry["expireAfterSeconds"] == 30 * 86_400

@@ -12,6 +12,7 @@ from typing import Any
 
 from service.executors import Aggregate, Find, Plan, Record
 from service.models import JobStatus, JobType, LogEntry
+from service.models.logs import search_text
 from service.models.views import (
     HELD,
     DeadLetter,
@@ -105,10 +106,18 @@ def family_progress(root_id: str) -> Plan[FamilyProgress]:
 
 
 def entity_roots(text: str, *, limit: int = ENTITY_SEARCH_LIMIT) -> Plan[list[EntityMatch]]:
-    """Roots whose family touched an entity, found by name (literal text) or id."""
+    """Roots whose family touched an entity, by the start of any word of its name, or its id.
+
+    Both are index lookups (`entitySearch`, `entityId`): the name is compared
+    as stored search keys (accents and case folded), anchored, so the cost follows the
+    matches, not the history.
+    """
+    wanted: list[Record] = [{"entityId": text.strip()}]
+    if folded := search_text(text):
+        wanted.append({"entitySearch": {"$regex": "^" + re.escape(folded)}})
     touched = yield Find(
         LOGS,
-        {"$or": [{"entityName": literal_pattern(text)}, {"entityId": text.strip()}]},
+        {"$or": wanted},
         projection={"jobId": 1, "parentJobId": 1, "isRootJob": 1, "entityName": 1},
         limit=limit,
     )

@@ -1,5 +1,7 @@
 """`EnrichmentLog`: one document per processor attempt, flat-linked to its root job."""
 
+import re
+import unicodedata
 from contextlib import suppress
 from datetime import datetime
 from enum import StrEnum
@@ -12,6 +14,7 @@ from pydantic import (
     ModelWrapValidatorHandler,
     SerializeAsAny,
     ValidationError,
+    computed_field,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -57,6 +60,25 @@ class ReliedOn(CamelModel):
     outcome: Literal["fresh"] = "fresh"
     job_id: str
     enriched_at: datetime
+
+
+# A name is searchable from the start of each of its first words (an index holds every key).
+SEARCH_WORDS = 8
+SEARCH_KEY_CHARS = 64
+_NOT_WORD = re.compile(r"[^\w]+")
+
+
+def search_text(text: str) -> str:
+    """Text as search compares it: accents folded, case folded, punctuation as spaces."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    bare = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return " ".join(_NOT_WORD.sub(" ", bare.casefold()).split())
+
+
+def search_keys(name: str | None) -> list[str]:
+    """The stored keys of a name: the name from each of its first words ("drift" finds it)."""
+    words = search_text(name or "").split()[:SEARCH_WORDS]
+    return [" ".join(words[i:])[:SEARCH_KEY_CHARS] for i in range(len(words))]
 
 
 class LogEntry(CamelModel):
@@ -108,6 +130,12 @@ class LogEntry(CamelModel):
             bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
             return handler({key: value for key, value in data.items() if key not in bad})
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def entity_search(self) -> list[str]:
+        """`entitySearch`: the entity's name as search keys, stored beside it (indexed)."""
+        return search_keys(self.entity_name)
+
     def is_terminal(self, max_attempts: int) -> bool:
         """Whether no further attempt of this job will follow this one."""
         if self.status in UNFINISHED:
@@ -139,6 +167,10 @@ class EnrichmentLog(Document, LogEntry):
             # attempt): MongoDB cannot use the partial index above for `{jobId: X}`, whose
             # filter does not imply `attempt` exists, and would scan the collection.
             IndexModel([("jobId", ASCENDING), ("attempt", DESCENDING)]),
+            # Entity search: a prefix of any key (see `search_keys`), one multikey index; an id
+            # of any entity type (the index below wants its type first).
+            IndexModel([("entitySearch", ASCENDING)]),
+            IndexModel([("entityId", ASCENDING)]),
             IndexModel(
                 [
                     ("entityType", ASCENDING),

@@ -41,7 +41,7 @@ def test_each_rule(logs: Collection[Record]) -> None:
     logs.insert_many([
         {"jobId": "legacy", "status": "success", "createdAt": created},
         {"jobId": "root", "status": "success", "timestamp": 1714521600},
-        {"jobId": "child", "parentJobId": "root", "status": "failed"},
+        {"jobId": "child", "parentJobId": "root", "status": "failed", "entityName": "Björk"},
         {"jobId": "self", "parentJobId": "self", "isRootJob": False, "startedAt": created},
         {"_id": oid, "jobId": "bare"},
         {"jobId": "new", "isRootJob": False, "parentJobId": "elsewhere", "startedAt": created},
@@ -54,6 +54,7 @@ def test_each_rule(logs: Collection[Record]) -> None:
     assert "legacy" not in docs["root"]
     assert docs["root"]["startedAt"] == datetime(2024, 5, 1, tzinfo=UTC)
     assert (docs["child"]["isRootJob"], "legacy" in docs["child"]) == (False, False)
+    assert docs["child"]["entitySearch"] == ["bjork"]  # findable by entity search
     assert (docs["self"]["isRootJob"], docs["self"]["parentJobId"]) == (True, None)
     assert docs["bare"]["startedAt"] == datetime(2023, 7, 1, tzinfo=UTC)
     assert docs["new"] == {
@@ -67,6 +68,7 @@ def test_each_rule(logs: Collection[Record]) -> None:
         "tagged root": 2,
         "tagged child": 1,
         "startedAt filled": 4,
+        "search keys filled": 1,
     }
     assert report.seen == 6
     assert set(report.seconds) == {"indexes", *report.changed}

@@ -283,3 +283,30 @@ async def test_claims_expire_after_the_freshness_window(
     info = await mongo[settings.mongodb_db][CLAIMS].index_information()
     [expiry] = [index for index in info.values() if index["key"] == [("claimedAt", 1)]]
     assert expiry["expireAfterSeconds"] == 30 * 86_400
+
+
+async def test_entity_search_by_word_prefix_folds_case_and_accents(
+    client: EnrichmentClient, mongo: Any, settings: Settings
+) -> None:
+    from service.executors import AsyncExecutor
+    from service.logbook import entry_document
+    from service.models import LogEntry
+    from service.queries import entity_roots
+
+    names = {"r1": "Björk — Vespertine", "r2": "Northern Drift", "r3": "Vela Nord"}
+    await mongo[settings.mongodb_db][LOGS].insert_many([
+        entry_document(LogEntry(job_id=job, is_root_job=True, entity_name=name, attempt=1))
+        for job, name in names.items()
+    ])  # fmt: skip
+    await client.roots()  # connected: the indexes are ensured
+    reader = AsyncExecutor(mongo[settings.mongodb_db])
+
+    async def found(text: str) -> list[str]:
+        return sorted(match.root_job_id for match in await reader.run(entity_roots(text)))
+
+    assert await found("BJORK") == ["r1"]
+    assert await found("vesper") == ["r1"]  # any word's start
+    assert await found("drift") == ["r2"]
+    assert await found("orthern") == []  # a prefix of words, not any substring
+    assert await found("n") == ["r2", "r3"]
+    assert await found(".*") == []  # text, never a pattern

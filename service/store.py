@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from beanie import Document, init_beanie
-from pymongo import ASCENDING, AsyncMongoClient, IndexModel, MongoClient
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, MongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.database import Database
@@ -126,6 +126,9 @@ async def connect_store(settings: Settings) -> Store:
         await AsyncExecutor(database).run(
             ensure_collection_indexes(CLAIMS, claim_indexes(settings))
         )
+        await AsyncExecutor(database).run(
+            ensure_collection_indexes(DEAD_LETTERS, DEAD_LETTER_INDEXES)
+        )
         # Indexes are ours (above): Beanie would not rebuild one whose definition changed.
         await init_beanie(database=database, document_models=DOCUMENT_MODELS, skip_indexes=True)
         if not settings.mongodb_url:
@@ -166,6 +169,10 @@ def ensure_collection_indexes(name: str, wanted: Sequence[IndexModel]) -> Plan[N
         logger.warning("rebuilding index %s.%s: its definition changed", name, stale)
         yield DropIndex(name, stale)
     yield CreateIndexes(name, wanted)
+
+
+# The Dead letters page: newest first, a page at a time.
+DEAD_LETTER_INDEXES = [IndexModel([("at", DESCENDING)])]
 
 
 def claim_indexes(settings: Settings) -> list[IndexModel]:

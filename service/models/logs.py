@@ -171,6 +171,12 @@ class EnrichmentLog(Document, LogEntry):
             # of any entity type (the index below wants its type first).
             IndexModel([("entitySearch", ASCENDING)]),
             IndexModel([("entityId", ASCENDING)]),
+            # The Legacy page's second clause (`legacy: true`), newest first; the first
+            # (`isRootJob` missing) is served by the isRootJob index.
+            IndexModel(
+                [("legacy", ASCENDING), ("startedAt", DESCENDING)],
+                partialFilterExpression={"legacy": True},
+            ),
             IndexModel(
                 [
                     ("entityType", ASCENDING),

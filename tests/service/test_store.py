@@ -20,7 +20,7 @@ from service.config import Settings
 from service.embedded_store import ensure_store, is_listening
 from service.logbook import write_log
 from service.models import DOCUMENT_MODELS, EnrichmentLog, LogEntry
-from service.store import CLAIMS, LOGS, connect_store, stale_indexes
+from service.store import CLAIMS, DEAD_LETTERS, LOGS, connect_store, stale_indexes
 from tests.helpers import (
     enrichment,
     free_port,
@@ -61,6 +61,12 @@ async def test_model_indexes_exist(
     # `{jobId: X}` cannot use a partial index on MongoDB: this one covers every document.
     assert "partialFilterExpression" not in info["jobId_1_attempt_-1"]
     assert keys[(("entityType", 1), ("entityId", 1), ("startedAt", -1))] is False
+    # Every view's query on an index of its own (see the README's table).
+    assert {(("entitySearch", 1),), (("entityId", 1),), (("legacy", 1), ("startedAt", -1))} <= set(
+        keys
+    )
+    dead = await mongo[settings.mongodb_db][DEAD_LETTERS].index_information()
+    assert [("at", -1)] in [index["key"] for index in dead.values()]
 
 
 async def test_legacy_logs_load_and_query(

@@ -1,9 +1,11 @@
 """Seed R roots × C children in the embedded store and measure the dashboard's data layer.
 
-    uv run python scripts/bench_dashboard.py --roots 200 --children 10
+    uv run python -m scripts.bench_dashboard --roots 200 --children 10
+    uv run python -m scripts.bench_dashboard --roots 2500 --children 9 --orphans 5 --repeats 3
 
-Prints the store queries per roots page and per timeline (counted by a PyMongo command
-listener) and the median time of each, over repeated uncached runs. Asserts nothing.
+Prints the store queries of every view (roots page, timeline, entity search, orphans, legacy,
+dead letters; counted by a PyMongo command listener) and the median time of each, over
+repeated uncached runs. `--orphans N` deletes N roots first. Asserts nothing.
 """
 
 import argparse
@@ -58,7 +60,7 @@ def render(root: str | None, repeats: int) -> float:
     return statistics.median(timings)
 
 
-def main(roots: int, children: int, repeats: int) -> None:
+def main(roots: int, children: int, repeats: int, orphans: int = 0) -> None:
     """Seed a throw-away database, measure, drop it."""
     from scripts.bench_family_queries import seed_documents  # the same realistic families
 
@@ -74,9 +76,19 @@ def main(roots: int, children: int, repeats: int) -> None:
         for i in range(0, len(documents), 1000):
             database[LOGS].insert_many(documents[i : i + 1000])
         print(f"seeded {len(documents)} logs in {time.perf_counter() - started:.1f}s")
+        database[LOGS].delete_many({"jobId": {"$in": root_ids[:orphans]}})
+        middle = root_ids[len(root_ids) // 2]
+        views: dict[str, Callable[[], Any]] = {
+            "entity search (a name's prefix)": lambda: data.entity_roots("entity " + middle[:4]),
+            "orphans": data.orphans,
+            "legacy (a page)": lambda: data.legacy(0),
+            "dead letters (a page)": lambda: data.dead_letters(0),
+        }
+        for name, view in views.items():
+            queries, ms = measure(view, counter, repeats)
+            print(f"{name}: {queries} queries, median {ms:.1f} ms")
         filters = RootFilters()
         page_queries, page_ms = measure(lambda: data.roots_page(filters, 0), counter, repeats)
-        middle = root_ids[len(root_ids) // 2]
         family_queries, family_ms = measure(lambda: data.family(middle), counter, repeats)
         page = f"roots page ({data.PAGE_SIZE} roots + roll-ups): {page_queries} queries"
         print(f"{page}, median {page_ms:.1f} ms")
@@ -95,5 +107,6 @@ if __name__ == "__main__":
     parser.add_argument("--roots", type=int, default=200)
     parser.add_argument("--children", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--orphans", type=int, default=0, help="roots to delete first")
     args = parser.parse_args()
-    main(args.roots, args.children, args.repeats)
+    main(args.roots, args.children, args.repeats, args.orphans)

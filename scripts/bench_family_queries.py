@@ -16,6 +16,7 @@ from typing import Any
 
 from service import queries
 from service.config import Settings
+from service.models.logs import search_keys
 from service.store import connect_store
 
 
@@ -39,6 +40,7 @@ def _log(job_id: str, parent: str | None, job_type: str, at: datetime) -> dict[s
         "jobId": job_id, "parentJobId": parent, "isRootJob": parent is None,
         "jobType": job_type, "entityType": job_type.removeprefix("enrich_"),
         "entityId": job_id, "entityName": f"entity {job_id[:6]}", "status": "success",
+        "entitySearch": search_keys(f"entity {job_id[:6]}"),
         "attempt": 1, "startedAt": at, "finishedAt": at + timedelta(milliseconds=250),
         "durationMs": 250, "error": None, "fieldsEnriched": ["name"], "spawnedJobIds": [],
         "details": {}, "worker": {"host": "bench", "pid": 1},

@@ -14,10 +14,13 @@ from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from redis.exceptions import RedisError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from service.errors import BrokerUnavailableError
 
 MIN_WAIT_SECONDS = 0.01
+REDIS_TRIES = 3
+REDIS_RETRY_SECONDS = 0.2
 # Waiting a little past the window's reset absorbs the delay between the moment we count a
 # request and the moment the provider sees it: 2% of the window, at least 50 ms (1.2 s for
 # Discogs' minute, 50 ms for MusicBrainz' second).
@@ -61,23 +64,36 @@ class SharedRateLimiter:
 
     async def acquire(self) -> None:
         """Block until the provider is not paused and one more request is allowed; count it."""
+        # A Redis restart leaves dead connections in the pool, each dropped at its first
+        # error: a few quick tries ride over them, while a real outage still fails at once.
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((RedisError, OSError)),
+            stop=stop_after_attempt(REDIS_TRIES),
+            wait=wait_fixed(REDIS_RETRY_SECONDS),
+            reraise=True,
+        )
         try:
-            while True:
-                # Checked before every try: a pause set while this job waited for the window
-                # (another worker was told 503) holds it too.
-                if (paused := await self._paused_for()) > 0:
-                    await _wait(paused)
-                elif await self._limiter.hit(self._item, self._key):
-                    return
-                else:
-                    stats = await self._limiter.get_window_stats(self._item, self._key)
-                    reset = stats.reset_time - time.time() + self._margin
-                    await _wait(max(reset, MIN_WAIT_SECONDS))
+            async for attempt in retrying:
+                with attempt:
+                    await self._acquire_once()
         except (RedisError, OSError) as exc:
             # The budget lives in Redis: without it no request may go out. A blip, not a bug.
             raise BrokerUnavailableError(
                 f"rate limit {self._key}: Redis unavailable: {exc}"
             ) from exc
+
+    async def _acquire_once(self) -> None:
+        while True:
+            # Checked before every try: a pause set while this job waited for the window
+            # (another worker was told 503) holds it too.
+            if (paused := await self._paused_for()) > 0:
+                await _wait(paused)
+            elif await self._limiter.hit(self._item, self._key):
+                return
+            else:
+                stats = await self._limiter.get_window_stats(self._item, self._key)
+                reset = stats.reset_time - time.time() + self._margin
+                await _wait(max(reset, MIN_WAIT_SECONDS))
 
     async def pause(self, seconds: float) -> None:
         """Hold every worker's requests to this provider for `seconds` (it said 503 or 429).

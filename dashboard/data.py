@@ -13,6 +13,7 @@ from service.config import Settings
 from service.embedded_store import embedded_notice
 from service.executors import SyncExecutor
 from service.models import LogEntry
+from service.models.views import FamilyProgress
 from service.queries import RootFilters
 from service.redaction import protect
 from service.store import connect_sync_database, log_count
@@ -65,6 +66,25 @@ def roots_page(filters: RootFilters, page: int) -> pd.DataFrame:
 def family(root_id: str) -> list[LogEntry]:
     """The root's attempts, then every descendant's by `startedAt` (two indexed queries)."""
     return reader().run(queries.timeline(root_id)).entries
+
+
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def family_progress(root_id: str) -> FamilyProgress:
+    """A family in numbers (one aggregation): how big it is decides how it is shown."""
+    return reader().run(queries.family_progress(root_id))
+
+
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def family_counts(root_id: str) -> pd.DataFrame:
+    """A family's jobs by job type and latest status (one aggregation)."""
+    return frames.counts_frame(reader().run(queries.family_counts(root_id)))
+
+
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def family_entries(root_id: str, view: queries.FamilyView, page: int) -> list[LogEntry]:
+    """One page of a big family's entries, filtered and ordered as asked."""
+    plan = queries.family_entries(root_id, view, limit=PAGE_SIZE, skip=page * PAGE_SIZE)
+    return reader().run(plan)
 
 
 @st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)

@@ -82,3 +82,15 @@ def dead_letters_frame(letters: list[DeadLetter]) -> pd.DataFrame:
             for d in letters
         ]
     )
+
+
+def counts_frame(counts: list[tuple[str, str, int]]) -> pd.DataFrame:
+    """Jobs by job type (rows) and latest status (columns), with totals."""
+    frame = pd.DataFrame(counts, columns=["job type", "status", "jobs"])
+    if frame.empty:
+        return frame
+    table = frame.pivot_table(
+        index="job type", columns="status", values="jobs", aggfunc="sum", fill_value=0
+    )
+    table["total"] = table.sum(axis=1)
+    return table.reset_index()

@@ -15,10 +15,14 @@ from service import queries
 from service.client import EnrichmentClient
 from service.errors import EnrichmentError
 from service.models import JobStatus
+from service.models.views import FamilyProgress
 from service.queries import RootFilters, pending_jobs
 from service.registry import JOBS
 
 REFRESH_SECONDS = 3
+# Up to this many jobs a family is drawn whole; past it, summarised and paged.
+WHOLE_FAMILY_LIMIT = 200
+ORDER_LABELS = {"start": "in start order", "slowest": "slowest first", "newest": "newest first"}
 
 
 def roots_view() -> None:
@@ -70,6 +74,11 @@ def _root_filters() -> RootFilters:
 
 def family_view(root_id: str) -> None:
     """A family's waterfall and cards; refreshes itself while any entry is unfinished."""
+    progress = data.family_progress(root_id)
+    if progress.total > WHOLE_FAMILY_LIMIT:
+        # A whole-library run: a summary, then one filtered page at a time.
+        large_family_view(root_id, progress)
+        return
     entries = data.family(root_id)
     if not entries:
         st.info(f"No log entries for {plain(root_id, 64)}.")
@@ -90,6 +99,52 @@ def family_view(root_id: str) -> None:
     if pending_jobs(root_id, entries, config.job_max_attempts):
         st.caption(f"Still running: refreshing every {REFRESH_SECONDS} s…")
         _refresh_soon()
+
+
+def large_family_view(root_id: str, progress: FamilyProgress) -> None:
+    """A family too big to draw whole: its counts, then pages of entries, filterable."""
+    done = progress.total - progress.remaining
+    st.caption(
+        f"{progress.total:,} jobs · done {progress.count(JobStatus.SUCCESS):,} · failed "
+        f"{progress.count(JobStatus.FAILED):,} · skipped {progress.count(JobStatus.SKIPPED):,}"
+        f" · remaining {progress.remaining:,}"
+    )
+    st.progress(done / progress.total)
+    st.dataframe(data.family_counts(root_id), hide_index=True)
+    view = _family_filters(root_id)
+    key = f"family-page-{root_id}-{view!r}"
+    page = int(st.session_state.get(key, 0))
+    entries = data.family_entries(root_id, view, page)
+    if entries:
+        st.altair_chart(waterfall(entries), width="stretch")
+    config = data.settings()
+    context = CardContext(config.image_cache_dir, config.image_max_pixels)
+    for entry in entries:
+        entry_card(entry, context)
+    _pager(key, page, len(entries), "entries")
+    if progress.remaining:
+        st.caption(f"Still running: refreshing every {REFRESH_SECONDS} s…")
+        _refresh_soon()
+
+
+def _family_filters(root_id: str) -> queries.FamilyView:
+    cols = st.columns(4)
+    statuses = [None, *(str(status) for status in JobStatus)]
+    status = cols[0].selectbox(
+        "status", statuses, format_func=lambda s: s or "any", key=f"fs-{root_id}"
+    )
+    job_types = [None, *JOBS.job_types]
+    job_type = cols[1].selectbox(
+        "job type", job_types, format_func=lambda s: s or "any", key=f"ft-{root_id}"
+    )
+    entity = cols[2].text_input("entity", placeholder="name starts…", key=f"fe-{root_id}")
+    orders: list[str] = list(queries.FAMILY_ORDERS)
+    order = cols[3].selectbox(
+        "order", orders, format_func=lambda o: ORDER_LABELS[o], key=f"fo-{root_id}"
+    )
+    return queries.FamilyView(
+        status=status, job_type=job_type, entity=entity, order=order or "start"
+    )
 
 
 @st.fragment(run_every=REFRESH_SECONDS)

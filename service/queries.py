@@ -105,6 +105,60 @@ def family_progress(root_id: str) -> Plan[FamilyProgress]:
     )
 
 
+FAMILY_ORDERS = {
+    "start": (("startedAt", 1), ("attempt", 1)),
+    "slowest": (("durationMs", -1), ("startedAt", 1)),
+    "newest": (("startedAt", -1), ("attempt", -1)),
+}
+
+
+def family_counts(root_id: str) -> Plan[list[tuple[str, str, int]]]:
+    """A family's jobs counted by job type and latest status: one aggregation, a few rows."""
+    rows = yield Aggregate(
+        LOGS,
+        [
+            {"$match": {"parentJobId": root_id}},
+            {"$sort": {"jobId": 1, "attempt": -1}},
+            {"$group": {
+                "_id": "$jobId", "jobType": {"$first": "$jobType"}, "status": {"$first": "$status"}
+            }},
+            {"$group": {"_id": {"jobType": "$jobType", "status": "$status"}, "jobs": {"$sum": 1}}},
+        ],
+    )  # fmt: skip
+    counts = [(str(r["_id"]["jobType"]), str(r["_id"]["status"]), int(r["jobs"])) for r in rows]
+    return sorted(counts)
+
+
+@dataclass(frozen=True)
+class FamilyView:
+    """Which of a big family's entries to show, and in what order (hashable: cache keys)."""
+
+    status: str | None = None
+    job_type: str | None = None
+    entity: str = ""
+    order: str = "start"
+
+    def query(self, root_id: str) -> Record:
+        """The filter on the family's entries (served by the parentJobId index)."""
+        query: Record = {"parentJobId": root_id}
+        if self.status is not None:
+            query["status"] = str(self.status)
+        if self.job_type is not None:
+            query["jobType"] = str(self.job_type)
+        if folded := search_text(self.entity):
+            query["entitySearch"] = {"$regex": "^" + re.escape(folded)}
+        return query
+
+
+def family_entries(
+    root_id: str, view: FamilyView, *, limit: int, skip: int = 0
+) -> Plan[list[LogEntry]]:
+    """One page of a family's entries (every attempt), filtered: for families too big to show."""
+    sort = FAMILY_ORDERS.get(view.order, FAMILY_ORDERS["start"])
+    found = yield Find(LOGS, view.query(root_id), sort=sort, skip=skip, limit=limit)
+    return _entries(found)
+
+
 def entity_roots(text: str, *, limit: int = ENTITY_SEARCH_LIMIT) -> Plan[list[EntityMatch]]:
     """Roots whose family touched an entity, by the start of any word of its name, or its id.
 

@@ -226,3 +226,44 @@ async def test_an_outgrown_embedded_store_is_announced(
     [notice] = at.warning
     assert "The embedded store holds 2 logs" in notice.value
     assert "docker compose up -d mongo" in notice.value
+
+
+async def test_a_whole_library_family_is_summarised_and_paged(
+    dashboard_env: None, mongo: Any, settings: Any
+) -> None:
+    from datetime import timedelta
+
+    start = datetime.now(UTC) - timedelta(hours=1)
+    root = {"jobId": "lib", "attempt": 1, "isRootJob": True, "parentJobId": None,
+            "jobType": "enrich_library", "status": "success", "startedAt": start}  # fmt: skip
+    children = [
+        {"jobId": f"a{i}", "attempt": 1, "isRootJob": False, "parentJobId": "lib",
+         "jobType": "enrich_album", "status": "failed" if i % 25 == 0 else "success",
+         "entityName": f"Album {i}", "entitySearch": [f"album {i}", str(i)],
+         "startedAt": start + timedelta(seconds=i), "finishedAt": start + timedelta(seconds=i + 1),
+         "durationMs": 1000 + i}
+        for i in range(250)
+    ]  # fmt: skip
+    await mongo[settings.mongodb_db][LOGS].insert_many([root, *children])
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["root"] = "lib"
+    run(at)
+    assert "250 jobs · done 240 · failed 10" in at.caption[0].value
+    counts = at.dataframe[0].value
+    assert counts.iloc[0][["job type", "failed", "success", "total"]].tolist() == [
+        "enrich_album",
+        10,
+        240,
+        250,
+    ]
+    cards = [m.value for m in at.markdown if "attempt" in m.value]
+    assert len(cards) == 50  # one page, never the whole family
+    at.selectbox(key="fs-lib").set_value("failed")
+    run(at)
+    failed = [m.value for m in at.markdown if "attempt" in m.value]
+    assert len(failed) == 10
+    at.selectbox(key="fo-lib").set_value("slowest")
+    at.selectbox(key="fs-lib").set_value(None)
+    run(at)
+    first = next(m.value for m in at.markdown if "attempt" in m.value)
+    assert "Album 249" in first  # the slowest first

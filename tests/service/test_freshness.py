@@ -84,7 +84,10 @@ async def test_force_refreshes_the_whole_family(
     forced = await client.kick_album(title="Tidal Glass", artist="Vela Nord", force=True)
     family = await client.wait_for_root(forced, timeout=60)
     assert all(entry.relied_on is None for entry in family.entries)
-    assert [e.job_type for e in family.entries] == [e.job_type for e in first_family.entries]
+    # The same jobs ran again (their start order may differ under load).
+    assert sorted(e.job_type for e in family.entries) == sorted(
+        e.job_type for e in first_family.entries
+    )
     assert by_type(family, "discogs_artist")[0].status == JobStatus.SUCCESS
     assert len(providers.musicbrainz_requests()) > asked
 

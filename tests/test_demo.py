@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from rich.console import Console
 from service.config import Settings
 from service.demo.catalogue import DEMO_ALBUM_MBIDS, DEMO_ALBUM_QUERIES, DEMO_ARTIST_NAMES
 from service.demo.run import run_demo
-from service.store import LOGS, make_mongo_client
+from service.store import FRESHNESS, LOGS, make_mongo_client
 from tests.helpers import free_port
 
 ROOTS = len(DEMO_ALBUM_QUERIES) + len(DEMO_ALBUM_MBIDS) + len(DEMO_ARTIST_NAMES)
@@ -27,6 +28,12 @@ async def test_demo_command_runs_end_to_end(
     env = {**os.environ, "COLUMNS": "200"}
     env.update({k: settings_env[k] for k in ("MONGODB_URL", "MONGODB_DB", "REDIS_URL")})
     env["IMAGE_CACHE_DIR"] = str(tmp_path / "images")
+    # An earlier demo run left its albums fresh: this one still shows the whole chains.
+    await mongo[settings.mongodb_db][FRESHNESS].insert_many([
+        {"_id": f"enrich_album/album:{f'{title} — {artist}'.casefold()}", "jobId": "earlier",
+         "at": datetime.now(UTC)}
+        for title, artist in DEMO_ALBUM_QUERIES
+    ])  # fmt: skip
     done = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "service.cli", "demo"],

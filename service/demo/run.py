@@ -105,9 +105,10 @@ async def run_demo(settings: Settings, console: Console) -> list[Timeline]:
 
 
 async def _kick_roots(client: EnrichmentClient) -> list[str]:
-    roots = [await client.kick_album(title=t, artist=a) for t, a in DEMO_ALBUM_QUERIES]
-    roots += [await client.kick_album(mbid=mbid) for mbid in DEMO_ALBUM_MBIDS]
-    roots += [await client.kick_artist(name=name) for name in DEMO_ARTIST_NAMES]
+    # Forced: every run shows the whole chains, not what an earlier demo run left fresh.
+    roots = [await client.kick_album(title=t, artist=a, force=True) for t, a in DEMO_ALBUM_QUERIES]
+    roots += [await client.kick_album(mbid=mbid, force=True) for mbid in DEMO_ALBUM_MBIDS]
+    roots += [await client.kick_artist(name=name, force=True) for name in DEMO_ARTIST_NAMES]
     return roots
 
 

@@ -75,12 +75,6 @@ def family_progress(root_id: str) -> FamilyProgress:
 
 
 @st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
-def family_counts(root_id: str) -> pd.DataFrame:
-    """A family's jobs by job type and latest status (one aggregation)."""
-    return frames.counts_frame(reader().run(queries.family_counts(root_id)))
-
-
-@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
 def family_entries(root_id: str, view: queries.FamilyView, page: int) -> list[LogEntry]:
     """One page of a big family's entries, filtered and ordered as asked."""
     plan = queries.family_entries(root_id, view, limit=PAGE_SIZE, skip=page * PAGE_SIZE)

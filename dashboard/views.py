@@ -10,11 +10,12 @@ import streamlit as st
 from dashboard import data
 from dashboard.cards import CardContext, entry_card, pending_card
 from dashboard.charts import waterfall
+from dashboard.frames import counts_frame
 from dashboard.safe import plain
 from service import queries
 from service.client import EnrichmentClient
 from service.errors import EnrichmentError
-from service.models import JobStatus
+from service.models import JobStatus, LogEntry
 from service.models.views import FamilyProgress
 from service.queries import RootFilters, pending_jobs
 from service.registry import JOBS
@@ -93,12 +94,8 @@ def family_view(root_id: str) -> None:
         now=datetime.now(UTC),
     ):
         pending_card(job)
-    context = CardContext(config.image_cache_dir, config.image_max_pixels)
-    for entry in entries:
-        entry_card(entry, context)
-    if pending_jobs(root_id, entries, config.job_max_attempts):
-        st.caption(f"Still running: refreshing every {REFRESH_SECONDS} s…")
-        _refresh_soon()
+    _cards(entries)
+    _refresh_while(bool(pending_jobs(root_id, entries, config.job_max_attempts)))
 
 
 def large_family_view(root_id: str, progress: FamilyProgress) -> None:
@@ -110,19 +107,27 @@ def large_family_view(root_id: str, progress: FamilyProgress) -> None:
         f" · remaining {progress.remaining:,}"
     )
     st.progress(done / progress.total)
-    st.dataframe(data.family_counts(root_id), hide_index=True)
+    st.dataframe(counts_frame(progress.counts), hide_index=True)
     view = _family_filters(root_id)
     key = f"family-page-{root_id}-{view!r}"
     page = int(st.session_state.get(key, 0))
     entries = data.family_entries(root_id, view, page)
     if entries:
         st.altair_chart(waterfall(entries), width="stretch")
+    _cards(entries)
+    _pager(key, page, len(entries), "entries")
+    _refresh_while(progress.remaining > 0)
+
+
+def _cards(entries: list[LogEntry]) -> None:
     config = data.settings()
     context = CardContext(config.image_cache_dir, config.image_max_pixels)
     for entry in entries:
         entry_card(entry, context)
-    _pager(key, page, len(entries), "entries")
-    if progress.remaining:
+
+
+def _refresh_while(running: bool) -> None:
+    if running:
         st.caption(f"Still running: refreshing every {REFRESH_SECONDS} s…")
         _refresh_soon()
 

@@ -83,28 +83,6 @@ def timeline(root_id: str) -> Plan[Timeline]:
     return Timeline(root_id=root_id, root=_entries(root), children=_entries(children))
 
 
-def family_progress(root_id: str) -> Plan[FamilyProgress]:
-    """How far a family is: its root's status and its jobs counted by their latest status.
-
-    One aggregation on the `parentJobId` index, a few numbers back however big the family:
-    what a progress bar polls (a 10,000-album run would make `timeline` move megabytes).
-    """
-    root = yield Find(LOGS, {"jobId": root_id}, sort=(("attempt", -1),), limit=1)
-    counts = yield Aggregate(
-        LOGS,
-        [
-            {"$match": {"parentJobId": root_id}},
-            {"$sort": {"jobId": 1, "attempt": -1}},
-            {"$group": {"_id": "$jobId", "status": {"$first": "$status"}}},
-            {"$group": {"_id": "$status", "jobs": {"$sum": 1}}},
-        ],
-    )
-    return FamilyProgress(
-        root_status=root[0].get("status") if root else None,
-        jobs={str(count["_id"]): int(count["jobs"]) for count in counts},
-    )
-
-
 FAMILY_ORDERS = {
     "start": (("startedAt", 1), ("attempt", 1)),
     "slowest": (("durationMs", -1), ("startedAt", 1)),
@@ -112,8 +90,13 @@ FAMILY_ORDERS = {
 }
 
 
-def family_counts(root_id: str) -> Plan[list[tuple[str, str, int]]]:
-    """A family's jobs counted by job type and latest status: one aggregation, a few rows."""
+def family_progress(root_id: str) -> Plan[FamilyProgress]:
+    """How far a family is: its root's status, its jobs by job type and latest status.
+
+    One aggregation on the `parentJobId` index, a few rows back however big the family:
+    what a progress bar polls (a 10,000-album run would make `timeline` move megabytes).
+    """
+    root = yield Find(LOGS, {"jobId": root_id}, sort=(("attempt", -1),), limit=1)
     rows = yield Aggregate(
         LOGS,
         [
@@ -126,7 +109,9 @@ def family_counts(root_id: str) -> Plan[list[tuple[str, str, int]]]:
         ],
     )  # fmt: skip
     counts = [(str(r["_id"]["jobType"]), str(r["_id"]["status"]), int(r["jobs"])) for r in rows]
-    return sorted(counts)
+    return FamilyProgress(
+        root_status=root[0].get("status") if root else None, counts=sorted(counts)
+    )
 
 
 @dataclass(frozen=True)

@@ -66,19 +66,20 @@ class RootSummary(CamelModel):
 
 
 class FamilyProgress(CamelModel):
-    """A family in numbers: its root's status, and its jobs by their latest status."""
+    """A family in numbers: its root's status, its jobs by job type and latest status."""
 
     root_status: str | None = None
-    jobs: dict[str, int] = {}
+    # (job type, latest status, jobs), sorted.
+    counts: list[tuple[str, str, int]] = []
 
     def count(self, *statuses: str) -> int:
         """Jobs whose latest attempt has one of these statuses."""
-        return sum(self.jobs.get(status, 0) for status in statuses)
+        return sum(jobs for _, status, jobs in self.counts if status in statuses)
 
     @property
     def total(self) -> int:
         """Every job of the family known so far (it grows as jobs spawn theirs)."""
-        return sum(self.jobs.values())
+        return sum(jobs for _, _, jobs in self.counts)
 
     @property
     def remaining(self) -> int:

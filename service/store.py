@@ -22,7 +22,6 @@ from service.config import Settings
 from service.embedded_store import embedded_notice, ensure_store
 from service.errors import StoreUnavailableError
 from service.executors import (
-    Aggregate,
     AsyncExecutor,
     CreateIndexes,
     DropIndex,
@@ -133,7 +132,9 @@ async def connect_store(settings: Settings) -> Store:
         await init_beanie(database=database, document_models=DOCUMENT_MODELS, skip_indexes=True)
         if not settings.mongodb_url:
             # At start-up: say so when the embedded store has outgrown its use.
-            notice = embedded_notice(settings, await AsyncExecutor(database).run(log_count()))
+            # From the collection's metadata: a count must not scan what it warns about.
+            logs = await database[LOGS].estimated_document_count()
+            notice = embedded_notice(settings, logs)
             if notice is not None:
                 logger.warning("%s", notice)
     except PyMongoError as exc:
@@ -146,12 +147,6 @@ def connect_sync_database(settings: Settings, url: str | None = None) -> Databas
     """The store's database over sync PyMongo (starting the embedded store if needed)."""
     client = make_sync_client(url or ensure_store(settings))
     return client[settings.mongodb_db]
-
-
-def log_count() -> Plan[int]:
-    """How many log documents the store holds."""
-    counted = yield Aggregate(LOGS, [{"$count": "logs"}])
-    return int(counted[0]["logs"]) if counted else 0
 
 
 def ensure_indexes(models: Sequence[type[Document]]) -> Plan[None]:

@@ -43,9 +43,9 @@ async def prune(store: Store, *, older_than: datetime, dry_run: bool) -> PruneRe
             old, unfinished = await _old_families(store.logs, batch, older_than)
             report.kept_unfinished += unfinished
             report.roots += old
-            for root in old:
-                report.entries += await _delete(store.logs, _family(root), dry_run)
-                report.claims += await _delete(store.claims, _claims(root), dry_run)
+            if old:  # a batch of families: two deletes, not two per family
+                report.entries += await _delete(store.logs, _families(old), dry_run)
+                report.claims += await _delete(store.claims, _claims(old), dry_run)
     except PyMongoError as exc:
         raise StoreUnavailableError(f"could not prune: {exc}") from exc
     report.families = len(report.roots)
@@ -57,7 +57,7 @@ async def _old_families(
 ) -> tuple[list[str], int]:
     """Of these roots, the families all of whose entries are old and finished."""
     pipeline: list[Record] = [
-        {"$match": {"$or": [{"jobId": {"$in": roots}}, {"parentJobId": {"$in": roots}}]}},
+        {"$match": _families(roots)},
         {"$project": {
             "family": {"$ifNull": ["$parentJobId", "$jobId"]},
             "last": {"$max": ["$startedAt", "$finishedAt"]},
@@ -77,13 +77,13 @@ async def _old_families(
     return old, unfinished
 
 
-def _family(root: str) -> Record:
-    return {"$or": [{"jobId": root}, {"parentJobId": root}]}
+def _families(roots: list[str]) -> Record:
+    return {"$or": [{"jobId": {"$in": roots}}, {"parentJobId": {"$in": roots}}]}
 
 
-def _claims(root: str) -> Record:
-    # A claim's `_id` is "<root>/<jobType>/<entity>": a prefix match on the `_id` index.
-    return {"_id": {"$regex": f"^{re.escape(root)}/"}}
+def _claims(roots: list[str]) -> Record:
+    # A claim's `_id` is "<root>/<jobType>/<entity>": prefix matches on the `_id` index.
+    return {"$or": [{"_id": {"$regex": f"^{re.escape(root)}/"}} for root in roots]}
 
 
 async def _delete(collection: AsyncCollection[Record], query: Record, dry_run: bool) -> int:

@@ -339,14 +339,19 @@ class JobRunner:
             (s.job_type, s.payload.model_dump(mode="json", by_alias=True, exclude=LINEAGE))
             for s in run.spawns
         ]
-        await mark_fresh(
-            self._resources.store.freshness,
-            run.job_type,
-            keys,
-            job_id=run.job_id,
-            at=utc_now(),
-            spawns=spawns,
-        )
+        try:
+            await mark_fresh(
+                self._resources.store.freshness,
+                run.job_type,
+                keys,
+                job_id=run.job_id,
+                at=utc_now(),
+                spawns=spawns,
+            )
+        except StoreUnavailableError as exc:
+            # The work is done and its children are out: failing the job now would ask the
+            # provider again. An unmarked answer costs at most one request later.
+            logger.warning("%s: not marked fresh: %s", run.job_id, exc)
 
     async def _spawn_children(self, run: JobRun[Any], parent: JobPayload) -> None:
         root_id = parent.parent_job_id or run.job_id

@@ -2,6 +2,7 @@
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -24,7 +25,7 @@ from service.errors import (
     ProviderError,
     ProviderUnavailableError,
 )
-from service.providers.ratelimit import SharedRateLimiter
+from service.providers.ratelimit import RequestTimer, SharedRateLimiter
 from service.redaction import Redactor
 from service.urls import display_url
 
@@ -222,8 +223,8 @@ class ProviderApi:
         )
         async for attempt in retrying:
             with attempt:
-                await self._limiter.acquire()
-                response = await self._get(path, params, headers)
+                async with self._limiter.request() as timer:
+                    response = await self._get(path, params, headers, timer)
                 if on_response is not None:
                     on_response(response)
                 if response.status_code in PAUSING_STATUSES:
@@ -233,11 +234,19 @@ class ProviderApi:
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _get(
-        self, path: str, params: dict[str, str], headers: dict[str, str] | None
+        self,
+        path: str,
+        params: dict[str, str],
+        headers: dict[str, str] | None,
+        timer: RequestTimer,
     ) -> httpx.Response:
-        """One GET, with httpx's own failures mapped onto the error tree."""
+        """One GET, timed for its budget slot, httpx's own failures mapped onto the error tree."""
         try:
-            return await self._http.get(path, params=params, headers=headers)
+            response = await self._http.get(
+                path, params=params, headers=headers, extensions={"trace": timer.trace}
+            )
+            timer.answered = time.monotonic()
+            return response
         except httpx.InvalidURL as exc:
             # No attempt, now or later, can send a URL httpx cannot build: it is bad input.
             message = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
@@ -258,7 +267,7 @@ class ProviderApi:
 
     def _wait(self, state: RetryCallState) -> float:
         # Back off exponentially with jitter. Retry-After is the shared pause's business: the
-        # next `acquire` waits it out (for every worker, and off the job's time limit).
+        # next slot waits it out (for every worker, and off the job's time limit).
         error = state.outcome.exception() if state.outcome else None
         logger.info("%s unavailable (%s); retrying", self.provider, error)
         return float(self._backoff(state))

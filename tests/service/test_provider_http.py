@@ -1,9 +1,14 @@
 """Provider clients against the local providers: redirects stay at home, bad URLs are input."""
 
+import asyncio
+import bisect
+import itertools
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 import httpx
 import pytest
+from limits import parse
 
 from service.config import Settings
 from service.demo.catalogue import ALBUMS, ARTISTS
@@ -206,3 +211,38 @@ async def test_a_429_pauses_the_provider_for_every_worker(
 def test_retry_after_is_bounded_provider_data(header: str, seconds: float | None) -> None:
     # A hostile or broken header must neither crash a job nor pause every worker for years.
     assert parse_retry_after(header) == seconds
+
+
+async def test_a_client_limit_equal_to_the_providers_draws_no_503(settings: Settings) -> None:
+    # Requests held back between taking their budget and reaching the provider (a busy
+    # event loop, a full connection pool) must still arrive within the provider's window.
+    # Two workers' clients at 4/s against a provider that refuses the 5th arrival in 1 s.
+    rate, requests = 4, 12
+    limit = parse(f"{rate}/second")
+    delays = itertools.cycle([0.0, 0.5, 0.5, 0.5, 0.0, 0.0, 0.5, 0.5])
+
+    async def held_back(request: httpx.Request) -> None:
+        await asyncio.sleep(next(delays))
+
+    with LocalProviders(musicbrainz_rate_per_second=rate) as local:
+        limiters = [SharedRateLimiter(settings.rate_limit_storage, limit, settings.queue_name)]
+        limiters.append(SharedRateLimiter(settings.rate_limit_storage, limit, settings.queue_name))
+        await limiters[0].reset()
+        async with AsyncExitStack() as stack:
+            apis = []
+            for limiter in limiters:
+                stack.push_async_callback(limiter.close)
+                http = await stack.enter_async_context(
+                    make_provider_client(settings, "MusicBrainz", local.musicbrainz_url)
+                )
+                http.event_hooks["request"].append(held_back)
+                apis.append(ProviderApi("MusicBrainz", http, limiter, retry_attempts=1))
+            mbid = ARTISTS["Mira Kestrel"].mbid
+            await asyncio.gather(
+                *(MusicBrainzClient(apis[i % 2]).get_artist(mbid) for i in range(requests))
+            )
+        await limiters[0].reset()
+    arrivals = sorted(request.at for request in local.requests)
+    assert [request.status for request in local.requests] == [200] * requests
+    busiest = max(bisect.bisect_left(arrivals, at + 1.0) - i for i, at in enumerate(arrivals))
+    assert busiest <= rate

@@ -24,7 +24,9 @@ def create_broker(
 ) -> AsyncBroker:
     """A broker with every task registered and worker resources wired to its lifecycle."""
     broker: AsyncBroker = (
-        InMemoryBroker(await_inplace=False) if in_memory else LeasedStreamBroker(settings)
+        InMemoryBroker(await_inplace=False)
+        if in_memory
+        else LeasedStreamBroker(settings, registry.lanes)
     )
     register_tasks(broker, registry)
     _wire_resources(broker, settings, registry)

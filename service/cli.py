@@ -111,7 +111,13 @@ def _add_service_commands(commands: Subparsers) -> None:
     dashboard.set_defaults(command=_dashboard)
     worker = commands.add_parser("worker", help="run Taskiq workers for the enrichment tasks")
     worker.add_argument("--workers", type=int, default=2, help="worker processes")
-    worker.add_argument("--max-async-tasks", type=int, default=20, help="jobs at once, each")
+    worker.add_argument(
+        "--max-async-tasks",
+        type=int,
+        default=None,
+        help="jobs at once, each, shared out between the provider lanes "
+        "(default WORKER_MAX_ASYNC_TASKS, 20)",
+    )
     worker.set_defaults(command=_worker)
 
 
@@ -290,6 +296,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     ensure_store(settings)  # start it once here rather than racing from every worker process
+    slots = args.max_async_tasks or settings.worker_max_async_tasks
     command = [
         sys.executable,
         "-m",
@@ -299,7 +306,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         "--workers",
         str(args.workers),
         "--max-async-tasks",
-        str(args.max_async_tasks),
+        str(slots),
         # Our shutdown handler gives running jobs SHUTDOWN_GRACE_SECONDS, then cancels and logs
         # the rest: taskiq must not wait on its own, and must leave the handler time to finish.
         "--wait-tasks-timeout",
@@ -307,7 +314,9 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         "--shutdown-timeout",
         str(settings.shutdown_grace_seconds + settings.log_write_timeout_seconds + 5),
     ]
-    os.execv(sys.executable, command)  # noqa: S606 - replace this process with taskiq's
+    # The brokers share the same slots out between their lanes: they read the setting.
+    environment = {**os.environ, "WORKER_MAX_ASYNC_TASKS": str(slots)}
+    os.execve(sys.executable, command, environment)  # noqa: S606 - become taskiq's worker
 
 
 async def _kick_album(args: argparse.Namespace, settings: Settings) -> int:

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=3, alias="JOB_MAX_ATTEMPTS", ge=1)
     job_retry_delay_seconds: float = Field(default=5.0, alias="JOB_RETRY_DELAY_SECONDS", ge=0)
     job_timeout_seconds: float = Field(default=120.0, alias="JOB_TIMEOUT_SECONDS", gt=0)
+    # Jobs one worker process runs at once, shared out between the provider lanes
+    # (`enrichment worker --max-async-tasks` sets it for the processes it starts).
+    worker_max_async_tasks: int = Field(default=20, alias="WORKER_MAX_ASYNC_TASKS", ge=1)
     # A worker renews the lease of every message it runs; one whose lease lapsed this long
     # (its worker died) is reclaimed by another worker and its attempt recorded as lost.
     job_lease_seconds: float = Field(default=30.0, alias="JOB_LEASE_SECONDS", ge=1)

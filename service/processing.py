@@ -70,6 +70,11 @@ class JobSpec[P: JobPayload, D: CamelModel]:
     # library run, whose children each remember their own.
     remembers: bool = True
 
+    @property
+    def lane(self) -> str | None:
+        """The provider budget its jobs queue behind (None: they spend none)."""
+        return self.rate_limits[0].key if self.rate_limits else None
+
 
 # A spec once in a registry, its payload and details types no longer known statically.
 type AnySpec = JobSpec[Any, Any]
@@ -111,6 +116,11 @@ class JobRegistry:
     def job_types(self) -> list[str]:
         """Every registered job type, in registration order."""
         return list(self._specs)
+
+    @property
+    def lanes(self) -> dict[str, str]:
+        """The lane of every job type that queues behind a provider budget."""
+        return {spec.job_type: spec.lane for spec in self if spec.lane is not None}
 
     @property
     def rate_limits(self) -> list[RateLimit]:

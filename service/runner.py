@@ -62,7 +62,7 @@ from service.spawning import (
     parent_of,
     queued_entry,
 )
-from service.streams import MAX_ATTEMPT_LABEL, STREAM_ID_LABEL, LeasedStreamBroker, Poison
+from service.streams import MAX_ATTEMPT_LABEL, Entry, LeasedStreamBroker, Poison
 
 logger = logging.getLogger(__name__)
 # What a kept child's payload leaves out: its new family's lineage is set when it is spawned.
@@ -164,7 +164,7 @@ class JobRunner:
             return
         letter = DeadLetter(
             stream_id=poison.stream_id,
-            queue=self._settings.queue_name,
+            queue=poison.stream or self._settings.queue_name,
             reason=poison.reason,
             excerpt=poison.excerpt,
             at=utc_now(),
@@ -478,10 +478,10 @@ class JobRunner:
         logger.info("retrying %s in %.1fs (attempt %d)", message.task_id, delay, retry.attempt)
         held = self._held(message)
         if held is not None:
-            broker, stream_id = held
+            broker, entry = held
             delayed = message.model_copy(update={"labels": labels})
             await self._until_redis(
-                message, lambda: broker.schedule_retry(delayed, time.time() + delay, stream_id)
+                message, lambda: broker.schedule_retry(delayed, time.time() + delay, entry)
             )
             return
         # The in-process broker (the demo without Redis) has no stream to wait in.
@@ -495,18 +495,19 @@ class JobRunner:
             self._broker, message.task_name, message.task_id, message.kwargs["job"], labels
         )
 
-    def _held(self, message: TaskiqMessage) -> tuple[LeasedStreamBroker, str] | None:
+    def _held(self, message: TaskiqMessage) -> tuple[LeasedStreamBroker, Entry] | None:
         """The stream broker and entry a delivery came from (None: the in-process broker)."""
-        stream_id = message.labels.get(STREAM_ID_LABEL)
-        if isinstance(self._broker, LeasedStreamBroker) and stream_id:
-            return self._broker, str(stream_id)
+        if isinstance(self._broker, LeasedStreamBroker):
+            entry = self._broker.entry_of(message)
+            if entry is not None:
+                return self._broker, entry
         return None
 
     async def _acknowledge(self, message: TaskiqMessage) -> None:
         held = self._held(message)
         if held is not None:
-            broker, stream_id = held
-            await self._until_redis(message, lambda: broker.acknowledge(stream_id))
+            broker, entry = held
+            await self._until_redis(message, lambda: broker.acknowledge(entry))
 
     async def _until_redis(
         self, message: TaskiqMessage, action: Callable[[], Awaitable[None]]
@@ -539,14 +540,14 @@ class JobRunner:
     def _release(self, message: TaskiqMessage) -> None:
         held = self._held(message)
         if held is not None:
-            broker, stream_id = held
-            broker.release(stream_id)
+            broker, entry = held
+            broker.release(entry)
 
     async def _give_up(self, message: TaskiqMessage) -> None:
         held = self._held(message)
         if held is not None:
-            broker, stream_id = held
-            await broker.abandon(stream_id)
+            broker, entry = held
+            await broker.abandon(entry)
 
     async def _write_cancelled(self, entry: LogEntry, message: TaskiqMessage) -> None:
         try:

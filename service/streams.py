@@ -6,12 +6,20 @@ for the next only when a slot is free), renews the lease of every message it hol
 message is reclaimed only when its holder stopped renewing for `JOB_LEASE_SECONDS`. Retries
 wait in a Redis sorted set until due, not in a sleeping worker. An entry that cannot be a
 job is handed to `on_poison` (a dead letter or a failed entry) and acknowledged at once.
+
+Jobs queue in lanes, one stream per provider budget (`ENRICHMENT_QUEUE:musicbrainz`,
+`ENRICHMENT_QUEUE:discogs`; jobs that spend no budget stay on `ENRICHMENT_QUEUE`), and a
+worker's slots are shared out between the lanes: jobs waiting for Discogs' budget can hold
+only Discogs' share, so MusicBrainz work goes on beside them, and vice versa. One FIFO stream
+cannot do that: a library's 10,000 albums would stand in front of every Discogs job.
 """
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -21,7 +29,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from taskiq import AckableMessage, TaskiqMessage
+from taskiq import AckableMessage, BrokerMessage, TaskiqMessage
 from taskiq_redis import RedisStreamBroker
 
 from service.config import Settings
@@ -30,21 +38,36 @@ from service.errors import BrokerUnavailableError, EnrichmentError
 logger = logging.getLogger(__name__)
 
 STREAM_ID_LABEL = "stream_id"  # which stream entry a delivery came from (set on reading)
+STREAM_LABEL = "stream"  # and which stream (lane) it is in
 ATTEMPT_LABEL = "attempt"
 EXCERPT_BYTES = 1_024
 MAX_JOB_ID_CHARS = 512
 MAX_ATTEMPT_LABEL = 1_000
 RECLAIM_CHECK_SECONDS = 1.0
 MAX_RECONNECT_WAIT_SECONDS = 5.0
-# Moves due retries back onto the stream, atomically: a retry is never lost or doubled.
+SLOT_FREED_WAIT_SECONDS = 1.0
+# Moves due retries back onto their streams, atomically: a retry is never lost or doubled.
+# KEYS: pairs of (due set, stream).
 RELEASE_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 50)
-for _, data in ipairs(due) do
-  redis.call('ZREM', KEYS[1], data)
-  redis.call('XADD', KEYS[2], '*', 'data', data)
+local moved = 0
+for pair = 1, #KEYS, 2 do
+  local due = redis.call('ZRANGEBYSCORE', KEYS[pair], '-inf', ARGV[1], 'LIMIT', 0, 50)
+  for _, data in ipairs(due) do
+    redis.call('ZREM', KEYS[pair], data)
+    redis.call('XADD', KEYS[pair + 1], '*', 'data', data)
+  end
+  moved = moved + #due
 end
-return #due
+return moved
 """
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A stream entry a worker holds: its stream (lane) and its id there."""
+
+    stream: str
+    id: str
 
 
 @dataclass(frozen=True)
@@ -55,6 +78,7 @@ class Poison:
     reason: str
     excerpt: str
     message: TaskiqMessage | None = None  # when it decoded: its job id is known
+    stream: str = ""  # the stream it was read from
 
 
 PoisonHandler = Callable[[Poison], Awaitable[None]]
@@ -65,7 +89,8 @@ StreamReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None
 class LeasedStreamBroker(RedisStreamBroker):
     """A Redis stream broker whose workers hold leases on the messages they run."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, lanes: Mapping[str, str] | None = None) -> None:
+        """`lanes`: the lane (provider budget) of each task that queues in one."""
         super().__init__(
             settings.redis_url,
             queue_name=settings.queue_name,
@@ -83,12 +108,41 @@ class LeasedStreamBroker(RedisStreamBroker):
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
-        self.due_key = f"{settings.queue_name}:due"
+        self.due_key = due_key(settings.queue_name)
         self.heartbeat_seconds = settings.heartbeat_seconds
-        self.held: set[str] = set()
+        self.stream_of = {
+            task: lane_stream(settings.queue_name, lane) for task, lane in (lanes or {}).items()
+        }
+        self.streams = [settings.queue_name, *sorted(set(self.stream_of.values()))]
+        self.slots = share_slots(settings.worker_max_async_tasks, self.streams)
+        self.held: dict[str, set[str]] = {stream: set() for stream in self.streams}
         self.on_poison: PoisonHandler | None = None
-        self._claim_cursor: bytes | str = "0-0"
+        self._claim_cursor: dict[str, bytes | str] = dict.fromkeys(self.streams, "0-0")
         self._next_reclaim = 0.0
+        self._ready: deque[AckableMessage] = deque()
+        self._freed = asyncio.Event()
+
+    async def _declare_consumer_group(self) -> None:
+        """A consumer group on every lane's stream (created with the stream when missing)."""
+        async with Redis(connection_pool=self.connection_pool) as redis:
+            for stream in self.streams:
+                try:
+                    await redis.xgroup_create(
+                        stream, self.consumer_group_name, id=self.consumer_id, mkstream=True
+                    )
+                except ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+
+    async def kick(self, message: BrokerMessage) -> None:
+        """Queue a message on its task's lane."""
+        stream = self.stream_of.get(message.task_name, self.queue_name)
+        async with Redis(connection_pool=self.connection_pool) as redis:
+            await redis.xadd(stream, {b"data": message.message})
+
+    def holding(self) -> int:
+        """How many messages this worker holds, in every lane."""
+        return sum(len(ids) for ids in self.held.values())
 
     async def listen(self) -> AsyncGenerator[AckableMessage]:
         """Yield one deliverable message per request, reconnecting after Redis faults."""
@@ -104,129 +158,154 @@ class LeasedStreamBroker(RedisStreamBroker):
                 failures = 0
                 if delivery is not None:
                     yield delivery
+                while self._ready:  # the other lanes' messages of the same read
+                    yield self._ready.popleft()
 
     async def renew_leases(self) -> None:
         """Keep renewing the lease of every held message (until cancelled)."""
         async with Redis(connection_pool=self.connection_pool) as redis:
             while True:
                 await asyncio.sleep(self.heartbeat_seconds)
-                if not self.held:
-                    continue
-                try:
-                    # Claiming our own messages with no minimum idle time resets their idle
-                    # clock: that is the lease renewal.
-                    await redis.xclaim(
-                        self.queue_name,
-                        self.consumer_group_name,
-                        self.consumer_name,
-                        min_idle_time=0,
-                        message_ids=list(self.held),
-                        justid=True,
-                    )
-                except RedisError as exc:
-                    logger.warning("could not renew %d leases: %s", len(self.held), exc)
+                for stream, held in self.held.items():
+                    if not held:
+                        continue
+                    try:
+                        # Claiming our own messages with no minimum idle time resets their
+                        # idle clock: that is the lease renewal.
+                        await redis.xclaim(
+                            stream,
+                            self.consumer_group_name,
+                            self.consumer_name,
+                            min_idle_time=0,
+                            message_ids=list(held),
+                            justid=True,
+                        )
+                    except RedisError as exc:
+                        logger.warning("could not renew %d leases: %s", len(held), exc)
 
-    async def schedule_retry(self, message: TaskiqMessage, due: float, stream_id: str) -> None:
+    def entry_of(self, message: TaskiqMessage) -> Entry | None:
+        """The stream entry a delivery came from (None: it was not read by this broker)."""
+        stream_id = message.labels.get(STREAM_ID_LABEL)
+        if not stream_id:
+            return None
+        return Entry(str(message.labels.get(STREAM_LABEL) or self.queue_name), str(stream_id))
+
+    async def schedule_retry(self, message: TaskiqMessage, due: float, entry: Entry) -> None:
         """Queue `message` until `due` (epoch seconds) and acknowledge the delivery, together."""
-        labels = {k: v for k, v in message.labels.items() if k != STREAM_ID_LABEL}
+        delivery = (STREAM_ID_LABEL, STREAM_LABEL)
+        labels = {k: v for k, v in message.labels.items() if k not in delivery}
         data = self.formatter.dumps(message.model_copy(update={"labels": labels})).message
         try:
             async with (
                 Redis(connection_pool=self.connection_pool) as redis,
                 redis.pipeline(transaction=True) as pipe,
             ):
-                pipe.zadd(self.due_key, {data: due})
-                pipe.xack(self.queue_name, self.consumer_group_name, stream_id)
+                pipe.zadd(due_key(entry.stream), {data: due})
+                pipe.xack(entry.stream, self.consumer_group_name, entry.id)
                 await pipe.execute()
         except RedisError as exc:  # still held (its lease renewed): the caller tries again
             raise BrokerUnavailableError(f"could not schedule the retry: {exc}") from exc
-        self.held.discard(stream_id)
+        self.release(entry)
 
-    def release(self, stream_id: str) -> None:
+    def release(self, entry: Entry) -> None:
         """Stop renewing a message this worker will not run (another worker holds it)."""
-        self.held.discard(stream_id)
+        self.held.setdefault(entry.stream, set()).discard(entry.id)
+        self._freed.set()
 
-    async def acknowledge(self, stream_id: str) -> None:
+    async def acknowledge(self, entry: Entry) -> None:
         """Acknowledge a delivery: its work is done and logged."""
         try:
             async with Redis(connection_pool=self.connection_pool) as redis:
-                await redis.xack(self.queue_name, self.consumer_group_name, stream_id)
+                await redis.xack(entry.stream, self.consumer_group_name, entry.id)
         except RedisError as exc:  # still held (its lease renewed): the caller tries again
-            raise BrokerUnavailableError(f"could not acknowledge {stream_id}: {exc}") from exc
-        self.held.discard(stream_id)
+            raise BrokerUnavailableError(f"could not acknowledge {entry.id}: {exc}") from exc
+        self.release(entry)
 
-    async def abandon(self, stream_id: str) -> None:
+    async def abandon(self, entry: Entry) -> None:
         """Give a message up at once (shutdown): another worker may reclaim it right away."""
-        self.held.discard(stream_id)
+        self.release(entry)
         try:
             async with Redis(connection_pool=self.connection_pool) as redis:
                 await redis.xclaim(
-                    self.queue_name,
+                    entry.stream,
                     self.consumer_group_name,
                     self.consumer_name,
                     min_idle_time=0,
-                    message_ids=[stream_id],
+                    message_ids=[entry.id],
                     idle=self.idle_timeout,  # as if its lease had already lapsed
                     justid=True,
                 )
         except RedisError as exc:  # it is reclaimed a lease later instead
-            logger.warning("could not give up %s: %s", stream_id, exc)
+            logger.warning("could not give up %s: %s", entry.id, exc)
 
     async def _next(self, redis: Redis) -> AckableMessage | None:
-        # A dead worker's messages first (checked every second, also under a backlog), then
-        # due retries onto the stream, then one new message.
+        # Only lanes with a free slot are read. A dead worker's messages first (checked every
+        # second, also under a backlog), then due retries onto their streams, then one new
+        # message from each open lane.
+        self._freed.clear()
+        open_lanes = [s for s in self.streams if len(self.held[s]) < self.slots[s]]
+        if not open_lanes:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), SLOT_FREED_WAIT_SECONDS)
+            return None
         if time.monotonic() >= self._next_reclaim:
             self._next_reclaim = time.monotonic() + RECLAIM_CHECK_SECONDS
-            claimed = await self._reclaim(redis)
-            if claimed is not None:
-                return await self._admit(redis, *claimed)
-        await redis.eval(RELEASE_DUE, 2, self.due_key, self.queue_name, time.time())
+            for stream in open_lanes:
+                claimed = await self._reclaim(redis, stream)
+                if claimed is not None:
+                    return await self._admit(redis, stream, *claimed)
+        pairs = [key for lane in self.streams for key in (due_key(lane), lane)]
+        await redis.eval(RELEASE_DUE, len(pairs), *pairs, time.time())
         reply: StreamReply = await redis.xreadgroup(  # type: ignore[assignment]
             self.consumer_group_name,
             self.consumer_name,
-            {self.queue_name: ">"},
+            dict.fromkeys(open_lanes, ">"),
             block=self.block,
             count=1,
         )
-        for _stream, messages in reply or ():
+        for name, messages in reply or ():
             for message_id, fields in messages:
-                return await self._admit(redis, message_id, fields)
-        return None
+                delivery = await self._admit(redis, name.decode(), message_id, fields)
+                if delivery is not None:
+                    self._ready.append(delivery)
+        return self._ready.popleft() if self._ready else None
 
-    async def _reclaim(self, redis: Redis) -> tuple[bytes, dict[bytes, bytes]] | None:
-        """One message whose lease lapsed, if any; the scan resumes where it stopped."""
+    async def _reclaim(self, redis: Redis, stream: str) -> tuple[bytes, dict[bytes, bytes]] | None:
+        """One message of `stream` whose lease lapsed, if any; the scan resumes where it stopped."""
         reply = await redis.xautoclaim(
-            self.queue_name,
+            stream,
             self.consumer_group_name,
             self.consumer_name,
             min_idle_time=self.idle_timeout,
-            start_id=self._claim_cursor,
+            start_id=self._claim_cursor[stream],
             count=1,
         )
         # Redis 7 adds the ids it found deleted from the stream (trimmed while pending).
         cursor, claimed, deleted = (*reply, [])[:3]
-        self._claim_cursor = cursor or "0-0"
+        self._claim_cursor[stream] = cursor or "0-0"
         if deleted:
-            await redis.xack(self.queue_name, self.consumer_group_name, *deleted)
+            await redis.xack(stream, self.consumer_group_name, *deleted)
         return claimed[0] if claimed else None
 
     async def _admit(
-        self, redis: Redis, message_id: bytes, fields: dict[bytes, bytes]
+        self, redis: Redis, stream: str, message_id: bytes, fields: dict[bytes, bytes]
     ) -> AckableMessage | None:
-        stream_id = message_id.decode()
+        entry = Entry(stream, message_id.decode())
         try:
             message, reason = self._decode(fields)
         except Exception as exc:  # whatever an entry holds, it must not stop the listener
             message, reason = None, f"the entry cannot be read: {type(exc).__name__}"
         if reason is not None:
-            await self._reject(redis, Poison(stream_id, reason, _excerpt(fields), message))
+            poison = Poison(entry.id, reason, _excerpt(fields), message, stream=stream)
+            await self._reject(redis, poison)
             return None
         assert message is not None
-        message.labels[STREAM_ID_LABEL] = stream_id
-        self.held.add(stream_id)
+        message.labels[STREAM_ID_LABEL] = entry.id
+        message.labels[STREAM_LABEL] = stream
+        self.held[stream].add(entry.id)
         return AckableMessage(
             data=self.formatter.dumps(message).message,
-            ack=lambda: self.acknowledge(stream_id),
+            ack=lambda: self.acknowledge(entry),
         )
 
     def _decode(self, fields: dict[bytes, bytes]) -> tuple[TaskiqMessage | None, str | None]:
@@ -251,7 +330,7 @@ class LeasedStreamBroker(RedisStreamBroker):
                 return
             except Exception:  # recording poison must never stop the listener
                 logger.exception("could not record %s; acknowledging it", poison.stream_id)
-        await redis.xack(self.queue_name, self.consumer_group_name, poison.stream_id)
+        await redis.xack(poison.stream, self.consumer_group_name, poison.stream_id)
 
     async def _recover(self, exc: RedisError, failures: int) -> None:
         if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
@@ -264,6 +343,27 @@ class LeasedStreamBroker(RedisStreamBroker):
         wait = min(0.1 * 2**failures, MAX_RECONNECT_WAIT_SECONDS)
         logger.warning("Redis unavailable (%s): retrying in %.1fs", exc, wait)
         await asyncio.sleep(wait)
+
+
+def lane_stream(queue_name: str, lane: str) -> str:
+    """The stream a lane's jobs queue on."""
+    return f"{queue_name}:{lane}"
+
+
+def due_key(stream: str) -> str:
+    """The sorted set where a stream's retries wait until due."""
+    return f"{stream}:due"
+
+
+def share_slots(total: int, streams: list[str]) -> dict[str, int]:
+    """A worker's `total` slots shared out between the lanes, each at least one.
+
+    An even, fixed share rather than first come first served: a lane whose provider is
+    exhausted must leave the others their slots. Each lane's share is ample for a budget
+    such as MusicBrainz' one request a second; the sum is `total` (or one per lane, if more).
+    """
+    share, extra = divmod(total, len(streams))
+    return {s: max(share + (i < extra), 1) for i, s in enumerate(streams)}
 
 
 def _invalid(message: TaskiqMessage, known_task: bool) -> str | None:

@@ -125,10 +125,12 @@ async def mongo(settings: Settings) -> AsyncIterator[AsyncMongoClient[dict[str, 
 
 @pytest.fixture
 async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    """Real Redis; deletes the test's stream afterwards."""
+    """Real Redis; deletes the test's streams (every lane's, and their retries) afterwards."""
     client = Redis.from_url(settings.redis_url)
     yield client
     await client.delete(settings.queue_name)
+    async for key in client.scan_iter(match=f"{settings.queue_name}:*"):
+        await client.delete(key)
     await client.aclose()
 
 

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from service.config import Settings
@@ -167,3 +168,14 @@ async def enrichment(env: dict[str, str], *args: str) -> subprocess.CompletedPro
         text=True,
         timeout=60,
     )
+
+
+async def until[T](read: Callable[[], Awaitable[T]], ok: Callable[[T], bool], seconds: float) -> T:
+    """Poll `read` until `ok` holds of its value."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = await read()
+        if ok(value) or time.monotonic() > deadline:
+            assert ok(value), value
+            return value
+        await asyncio.sleep(0.1)

@@ -116,5 +116,7 @@ async def _drop_stream(redis_url: str, queue_name: str) -> None:
     redis = Redis.from_url(redis_url)
     try:
         await redis.delete(queue_name)
+        async for key in redis.scan_iter(match=f"{queue_name}:*"):  # its lanes and retries
+            await redis.delete(key)
     finally:
         await redis.aclose()

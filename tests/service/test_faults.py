@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from service.models.views import Timeline
 from service.providers.ratelimit import SharedRateLimiter
 from service.spawning import kick_job
 from service.store import DEAD_LETTERS, LOGS, connect_store
+from service.streams import due_key, lane_stream
 from tests.helpers import (
     enrichment,
     free_port,
@@ -42,6 +43,7 @@ from tests.helpers import (
     start_worker,
     stop_store_process,
     stop_worker,
+    until,
     wait_until_listening,
 )
 
@@ -51,17 +53,6 @@ LEASE = 2
 @pytest.fixture
 def settings_env(settings_env: dict[str, str]) -> dict[str, str]:
     return {**settings_env, "JOB_LEASE_SECONDS": str(LEASE), "JOB_TIMEOUT_SECONDS": "20"}
-
-
-async def until[T](read: Callable[[], Awaitable[T]], ok: Callable[[T], bool], seconds: float) -> T:
-    """Poll `read` until `ok` holds of its value."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = await read()
-        if ok(value) or time.monotonic() > deadline:
-            assert ok(value), value
-            return value
-        await asyncio.sleep(0.1)
 
 
 def latest(timeline: Timeline) -> dict[str, LogEntry]:
@@ -134,12 +125,10 @@ async def test_a_backlog_behind_a_slow_provider_runs_every_attempt_once(
                 )
                 for i in range(20)
             ]
-            held = []
+            held, discogs_lane = [], lane_stream(settings.queue_name, "discogs")
             for _ in range(10):  # the worker holds only what it runs: 2 at a time
                 await asyncio.sleep(0.5)
-                held.append(
-                    (await redis.xpending(settings.queue_name, settings.queue_name))["pending"]
-                )
+                held.append((await redis.xpending(discogs_lane, settings.queue_name))["pending"])
             families = [await client.wait_for_root(root, timeout=120) for root in roots]
     finally:
         stop_worker(process)
@@ -234,7 +223,9 @@ async def test_a_store_outage_never_acknowledges_a_job_without_its_log(
             # Down for longer than LOG_WRITE_TIMEOUT_SECONDS (1 s here) while the job ends.
             await asyncio.to_thread(stop_store_process, store)
             await asyncio.sleep(4)
-            pending = await redis.xpending(settings.queue_name, settings.queue_name)
+            pending = await redis.xpending(
+                lane_stream(settings.queue_name, "musicbrainz"), settings.queue_name
+            )
             assert pending["pending"] == 1  # not acknowledged: its outcome is not logged yet
             serve_standby(standby, tmp_path, port)
             family = await client.wait_for_root(job_id, timeout=60)
@@ -245,7 +236,9 @@ async def test_a_store_outage_never_acknowledges_a_job_without_its_log(
     [entry] = family.root
     assert (entry.attempt, entry.status) == (1, JobStatus.SUCCESS)
     pending = await until(
-        lambda: redis.xpending(settings.queue_name, settings.queue_name),
+        lambda: redis.xpending(
+            lane_stream(settings.queue_name, "musicbrainz"), settings.queue_name
+        ),
         lambda p: p["pending"] == 0,
         10,
     )
@@ -358,7 +351,9 @@ async def test_a_retry_waits_in_redis_and_survives_a_worker_restart(
     assert (queued.attempt, queued.status) == (2, JobStatus.QUEUED)
     assert queued.due_at is not None
     assert queued.due_at > failed.finished_at
-    assert await redis.zcard(f"{settings.queue_name}:due") == 1  # waiting in Redis, not a slot
+    assert (
+        await redis.zcard(due_key(lane_stream(settings.queue_name, "musicbrainz"))) == 1
+    )  # waiting in Redis, not a slot
     shown = await enrichment(settings_env, "timeline", job_id)
     assert "queued" in shown.stdout
     assert "retry due at" in shown.stdout
@@ -368,7 +363,6 @@ async def test_a_retry_waits_in_redis_and_survives_a_worker_restart(
     async with in_process_worker(second), EnrichmentClient(settings) as client:
         family = await client.wait_for_root(job_id, timeout=30)
     assert [(e.attempt, e.status) for e in family.root] == [(1, "failed"), (2, "success")]
-    await redis.delete(f"{settings.queue_name}:due")
 
 
 async def test_redis_unreachable_is_a_retryable_fault_when_kicking_and_rate_limiting(

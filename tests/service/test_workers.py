@@ -13,6 +13,7 @@ from service.client import EnrichmentClient
 from service.config import Settings
 from service.demo.catalogue import ARTISTS
 from service.demo.providers import LocalProviders
+from service.streams import lane_stream
 from tests.helpers import DISCOGS_TEST_TOKEN, start_worker, stop_worker, wait_until_listening
 
 RATE = 4
@@ -89,7 +90,9 @@ async def test_shutdown_cancels_logs_and_leaves_the_job_for_redelivery(
     assert entry.error is not None
     assert entry.error.type == "JobCancelledError"
     assert entry.error.retryable is True
-    pending = await redis.xpending(settings.queue_name, settings.queue_name)
+    pending = await redis.xpending(
+        lane_stream(settings.queue_name, "musicbrainz"), settings.queue_name
+    )
     assert pending["pending"] == 1  # not acknowledged: another worker will reclaim it
 
 

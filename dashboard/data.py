@@ -19,6 +19,7 @@ from service.redaction import protect
 from service.store import LOGS, connect_sync_database
 
 PAGE_SIZE = 50
+HIGHLIGHTS = 5  # failures and slowest jobs a big family shows first, each
 QUERY_TTL_SECONDS = 3
 NOTICE_TTL_SECONDS = 60
 
@@ -80,6 +81,16 @@ def family_entries(root_id: str, view: queries.FamilyView, page: int) -> list[Lo
     """One page of a big family's entries, filtered and ordered as asked."""
     plan = queries.family_entries(root_id, view, limit=PAGE_SIZE, skip=page * PAGE_SIZE)
     return reader().run(plan)
+
+
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def family_highlights(root_id: str) -> pd.DataFrame:
+    """A big family's latest failures, then its slowest entries: what to look at first."""
+    failed = queries.FamilyView(status="failed", order="newest")
+    slowest = queries.FamilyView(order="slowest")
+    entries = reader().run(queries.family_entries(root_id, failed, limit=HIGHLIGHTS))
+    entries += reader().run(queries.family_entries(root_id, slowest, limit=HIGHLIGHTS))
+    return frames.highlights_frame(entries)
 
 
 @st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)

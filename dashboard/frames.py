@@ -84,6 +84,24 @@ def dead_letters_frame(letters: list[DeadLetter]) -> pd.DataFrame:
     )
 
 
+def highlights_frame(entries: list[LogEntry]) -> pd.DataFrame:
+    """The entries of a big family to look at first: failures, then the slowest."""
+    return pd.DataFrame(
+        [
+            {
+                "status": e.status,
+                "job type": clip(e.job_type),
+                "entity": clip(e.entity_name or e.entity_id),
+                "attempt": e.attempt,
+                "seconds": None if e.duration_ms is None else round(e.duration_ms / 1000, 1),
+                "error": clip(f"{e.error.type}: {e.error.message}" if e.error else ""),
+                "job id": clip(e.job_id),
+            }
+            for e in entries
+        ]
+    )
+
+
 def counts_frame(counts: list[tuple[str, str, int]]) -> pd.DataFrame:
     """Jobs by job type (rows) and latest status (columns), with totals."""
     frame = pd.DataFrame(counts, columns=["job type", "status", "jobs"])

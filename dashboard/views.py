@@ -108,6 +108,8 @@ def large_family_view(root_id: str, progress: FamilyProgress) -> None:
     )
     st.progress(done / progress.total)
     st.dataframe(counts_frame(progress.counts), hide_index=True)
+    st.caption("Look here first: the latest failures, then the slowest jobs")
+    st.dataframe(data.family_highlights(root_id), hide_index=True)
     view = _family_filters(root_id)
     key = f"family-page-{root_id}-{view!r}"
     page = int(st.session_state.get(key, 0))

@@ -106,8 +106,12 @@ def _write_once(target: Path, data: bytes) -> bool:
             temp.write(data)
             temp.flush()
             os.fsync(temp.fileno())
-        # Two writers racing on one hash both replace with identical bytes: harmless.
-        os.replace(temp_name, target)
+        # A hard link creates the name only if it is free, atomically: of two writers racing
+        # on one hash (two albums with the same artwork) exactly one stores it, the other
+        # finds it deduplicated, however their jobs interleave.
+        os.link(temp_name, target)
+    except FileExistsError:
+        return True
     finally:
         Path(temp_name).unlink(missing_ok=True)
     return False

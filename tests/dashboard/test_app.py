@@ -256,6 +256,13 @@ async def test_a_whole_library_family_is_summarised_and_paged(
         240,
         250,
     ]
+    # What to look at first: the latest failures, then the slowest jobs.
+    highlights = at.dataframe[1].value
+    assert highlights["entity"].tolist() == [
+        *(f"Album {i}" for i in (225, 200, 175, 150, 125)),
+        *(f"Album {i}" for i in (249, 248, 247, 246, 245)),
+    ]
+    assert highlights["status"].tolist()[:5] == ["failed"] * 5
     cards = [m.value for m in at.markdown if "attempt" in m.value]
     assert len(cards) == 50  # one page, never the whole family
     at.selectbox(key="fs-lib").set_value("failed")

@@ -78,6 +78,8 @@ async def test_local_store_concurrent_writers_leave_one_whole_file(tmp_path: Pat
     )
     assert {r.path for r in results} == {f"{PNG_SHA[:2]}/{PNG_SHA}.png"}
     assert [p.read_bytes() for p in files_under(tmp_path)] == [PNG]
+    # Exactly one of them stored it; every other one found it deduplicated.
+    assert sorted(r.deduplicated for r in results) == [False] + [True] * 7
 
 
 async def test_local_store_failed_write_leaves_no_temp_file(
@@ -86,7 +88,7 @@ async def test_local_store_failed_write_leaves_no_temp_file(
     def refuse(src: str, dst: Path) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(image_store.os, "replace", refuse)
+    monkeypatch.setattr(image_store.os, "link", refuse)
     with pytest.raises(ImageStoreError, match="No space left") as caught:
         await LocalImageStore(tmp_path).store(PNG, sha256=PNG_SHA, extension="png", metadata={})
     assert caught.value.retryable is False

@@ -1,5 +1,6 @@
 """Provider lanes: jobs waiting for one provider's budget never hold every worker slot."""
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ from service.broker import create_broker, in_process_worker
 from service.client import EnrichmentClient
 from service.config import Settings
 from service.demo.catalogue import ARTISTS
-from service.demo.providers import LocalProviders
+from service.demo.providers import LocalProviders, RecordedRequest
 from service.models import JobStatus
 from service.models.views import Timeline
 from service.streams import LeasedStreamBroker, lane_stream, share_slots
@@ -57,6 +58,7 @@ async def test_musicbrainz_work_goes_on_while_discogs_budget_is_spent(
             payload = {"artistMbid": f"mbid-{index}", "name": "Vela Nord", "discogsId": 402117}
             await client.kick("discogs_artist", payload)
         await until(lambda: redis.xpending(discogs, settings.queue_name), _holds(2), 10)
+        await until(_discogs_calls(providers), bool, 10)  # Discogs' budget is now spent
         artist = await client.kick_artist(mbid=ARTISTS["Mira Kestrel"].mbid)
         done = await until(lambda: client.timeline(artist), _root_succeeded, 20)
         waiting = (await redis.xpending(discogs, settings.queue_name))["pending"]
@@ -65,8 +67,14 @@ async def test_musicbrainz_work_goes_on_while_discogs_budget_is_spent(
     # The Discogs jobs held their lane's share of the slots, no more, and still wait.
     assert waiting <= share_slots(SLOTS, broker.streams)[discogs]
     assert queued > 0
-    discogs_calls = [call for call in providers.discogs_requests() if "/artists/" in call.path]
-    assert len(discogs_calls) == 1
+    assert len(await _discogs_calls(providers)()) == 1
+
+
+def _discogs_calls(providers: LocalProviders) -> Callable[[], Awaitable[list[RecordedRequest]]]:
+    async def calls() -> list[RecordedRequest]:
+        return [call for call in providers.discogs_requests() if "/artists/" in call.path]
+
+    return calls
 
 
 def _holds(count: int) -> Any:

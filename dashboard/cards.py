@@ -3,10 +3,12 @@
 Every value from the store goes through `dashboard.safe`: text is inert, images vouched for.
 """
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import singledispatch
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import streamlit as st
 
@@ -32,6 +34,12 @@ class CardContext:
 
     image_cache_dir: Path | None
     max_pixels: int
+    # The jobs that re-run each job (by the job they repeat), for "re-run as" links.
+    reruns: Mapping[str, list[str]] = field(default_factory=dict)
+    # The attempts offered a Re-run button (a failed child's or a root's latest), and what
+    # the button does; None on a read-only dashboard.
+    rerunnable: frozenset[tuple[str, int]] = frozenset()
+    on_rerun: Callable[[str], None] | None = None
 
 
 def entry_card(entry: LogEntry, context: CardContext) -> None:
@@ -46,6 +54,7 @@ def entry_card(entry: LogEntry, context: CardContext) -> None:
             retry = "retryable" if entry.error.retryable else "permanent"
             message = plain(entry.error.message, MAX_MESSAGE_CHARS)
             st.error(f"**{plain(entry.error.type)}** ({retry}): {message}")
+        _rerun_links(entry, context)
         if entry.relied_on is not None:
             relied = entry.relied_on
             st.caption(
@@ -54,6 +63,25 @@ def entry_card(entry: LogEntry, context: CardContext) -> None:
             )
             return
         show_details(entry.details, entry, context)
+
+
+def _rerun_links(entry: LogEntry, context: CardContext) -> None:
+    """Where a re-run came from and where a job was re-run, both ways; the Re-run button."""
+    if entry.rerun_of:
+        st.caption(f"↻ re-run of {_job_link(entry.rerun_of, root=entry.is_root_job)}")
+    for again in context.reruns.get(entry.job_id or "", []):
+        st.caption(f"↻ re-run as {_job_link(again, root=entry.is_root_job)}")
+    key = (entry.job_id or "", entry.attempt)
+    if context.on_rerun is not None and key in context.rerunnable:
+        st.button(
+            "Re-run", key=f"rerun-{key[0]}-{key[1]}", on_click=context.on_rerun, args=(key[0],)
+        )
+
+
+def _job_link(job_id: str, *, root: bool) -> str:
+    # A root's re-run is a family of its own: link to it. A child's is on this timeline.
+    shown = plain(job_id, 64)
+    return f"[{shown}](?root={quote(job_id, safe='')})" if root else shown
 
 
 def pending_card(job: PendingJob) -> None:

@@ -84,6 +84,12 @@ def family_entries(root_id: str, view: queries.FamilyView, page: int) -> list[Lo
 
 
 @st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def reruns(job_ids: tuple[str, ...]) -> dict[str, list[str]]:
+    """The jobs that re-run each of these (one indexed query per 500 ids)."""
+    return reader().run(queries.reruns(list(job_ids)))
+
+
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
 def family_highlights(root_id: str) -> pd.DataFrame:
     """A big family's latest failures, then its slowest entries: what to look at first."""
     failed = queries.FamilyView(status="failed", order="newest")

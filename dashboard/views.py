@@ -17,12 +17,13 @@ from service.client import EnrichmentClient
 from service.errors import EnrichmentError
 from service.models import JobStatus, LogEntry
 from service.models.views import FamilyProgress
-from service.queries import RootFilters, pending_jobs
+from service.queries import RootFilters, latest_attempts, pending_jobs
 from service.registry import JOBS
 
 REFRESH_SECONDS = 3
 # Up to this many jobs a family is drawn whole; past it, summarised and paged.
 WHOLE_FAMILY_LIMIT = 200
+RERUN_NOTICE = "rerun-notice"
 ORDER_LABELS = {"start": "in start order", "slowest": "slowest first", "newest": "newest first"}
 
 
@@ -123,9 +124,49 @@ def large_family_view(root_id: str, progress: FamilyProgress) -> None:
 
 def _cards(entries: list[LogEntry]) -> None:
     config = data.settings()
-    context = CardContext(config.image_cache_dir, config.image_max_pixels)
+    ids = tuple(dict.fromkeys(entry.job_id for entry in entries if entry.job_id))
+    context = CardContext(
+        config.image_cache_dir,
+        config.image_max_pixels,
+        reruns=data.reruns(ids) if ids else {},
+        rerunnable=frozenset(
+            (job_id, latest.attempt)
+            for job_id, latest in latest_attempts(entries).items()
+            if _rerunnable(latest)
+        ),
+        on_rerun=None if config.dashboard_read_only else _rerun,
+    )
+    if notice := st.session_state.pop(RERUN_NOTICE, None):
+        kind, text = notice
+        (st.error if kind == "error" else st.success)(text)
     for entry in entries:
         entry_card(entry, context)
+
+
+def _rerunnable(latest: LogEntry) -> bool:
+    """A failed child, or a finished root, can be re-run from its card."""
+    if latest.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+        return False
+    return latest.is_root_job or latest.status == JobStatus.FAILED
+
+
+def _rerun(job_id: str) -> None:
+    # A button callback: the page reruns after it, with the notice and the new job shown.
+    try:
+        new_id = asyncio.run(_rerun_job(job_id))
+    except EnrichmentError as exc:
+        st.session_state[RERUN_NOTICE] = ("error", plain(exc, 1_000))
+        return
+    st.session_state[RERUN_NOTICE] = (
+        "success",
+        f"Re-running {plain(job_id, 64)} as {plain(new_id, 64)}.",
+    )
+    st.cache_data.clear()
+
+
+async def _rerun_job(job_id: str) -> str:
+    async with EnrichmentClient(data.settings()) as client:
+        return await client.rerun(job_id)
 
 
 def _refresh_while(running: bool) -> None:

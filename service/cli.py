@@ -198,6 +198,14 @@ def _add_read_commands(commands: Subparsers) -> None:
     migrate.add_argument("--batch-size", type=int, default=500)
     migrate.add_argument("--mongodb-url", help="instead of MONGODB_URL / the embedded store")
     migrate.set_defaults(command=_migrate)
+    rerun = commands.add_parser(
+        "rerun", help="run a failed child, or a whole root, again; print the new job id"
+    )
+    rerun.add_argument("job_id", metavar="JOB_ID")
+    rerun.add_argument(
+        "--wait", type=float, metavar="SECONDS", help="wait for the re-run, show its timeline"
+    )
+    rerun.set_defaults(command=_rerun)
     timeline = commands.add_parser("timeline", help="show a root job's family timeline")
     timeline.add_argument("job_id", metavar="JOB_ID")
     timeline.set_defaults(command=_timeline)
@@ -378,13 +386,21 @@ async def _follow(client: EnrichmentClient, job_id: str) -> int:
     return 1 if progress.count(JobStatus.FAILED) else 0
 
 
-async def _report(client: EnrichmentClient, job_id: str, wait: float | None) -> int:
+async def _report(
+    client: EnrichmentClient, job_id: str, wait: float | None, *, root_id: str | None = None
+) -> int:
     print(job_id)
     if wait is None:
         return 0
-    family = await client.wait_for_root(job_id, wait)
+    family = await client.wait_for_root(root_id or job_id, wait)
     console.print(timeline_table(family))
-    failed = [e for e in latest_attempts(family.entries).values() if e.status == JobStatus.FAILED]
+    # A failure since re-run is the re-run's story: it counts if the re-run failed too.
+    superseded = {entry.rerun_of for entry in family.entries if entry.rerun_of}
+    failed = [
+        e
+        for e in latest_attempts(family.entries).values()
+        if e.status == JobStatus.FAILED and e.job_id not in superseded
+    ]
     if failed:
         # Scripts chain on the exit status: a family with a job that failed for good is a failure.
         _error(
@@ -393,6 +409,15 @@ async def _report(client: EnrichmentClient, job_id: str, wait: float | None) -> 
         )
         return 1
     return 0
+
+
+async def _rerun(args: argparse.Namespace, settings: Settings) -> int:
+    async with EnrichmentClient(settings) as client:
+        job_id = await client.rerun(args.job_id)
+        queued = await client.job(job_id)
+        # A child's re-run is followed with its family (its own children hang off the root).
+        root_id = queued.parent_job_id if queued is not None else None
+        return await _report(client, job_id, args.wait, root_id=root_id)
 
 
 async def _roots(args: argparse.Namespace, settings: Settings) -> int:

@@ -127,6 +127,44 @@ class EnrichmentClient:
             raise
         return job_id
 
+    async def rerun(self, job_id: str) -> str:
+        """Run a failed child, or a whole root, again as a new job; return the new job's id.
+
+        A child's re-run joins the same family (same root, so the timeline tells the whole
+        story); a root's starts a new family. Either carries `rerunOf` = `job_id`, goes
+        through the same kick path as any job, and is forced past ENRICH_FRESH_DAYS.
+        """
+        latest = await self.job(job_id)
+        spec = JOBS.get(latest.job_type or "") if latest is not None else None
+        if latest is None or spec is None:
+            raise InvalidRequestError(f"no job {job_id[:100]!r} in the log to re-run")
+        if latest.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            raise InvalidRequestError(f"job {job_id} is still {latest.status}: wait for it")
+        if not latest.is_root_job and latest.status != JobStatus.FAILED:
+            raise InvalidRequestError(
+                f"job {job_id} {latest.status}: only a failed child, or a root, is re-run"
+            )
+        if latest.payload is None:
+            raise InvalidRequestError(
+                f"job {job_id}'s input was not kept (logged before re-runs existed, or over "
+                "8 KB, as a library's album list): kick it again instead"
+            )
+        try:
+            payload = spec.payload_model.model_validate(
+                {**latest.payload, "force": True, "rerunOf": job_id}
+            )
+        except ValidationError as exc:
+            raise InvalidRequestError(f"job {job_id}'s kept input is not valid now") from exc
+        return await self.kick(spec.job_type, payload)
+
+    async def job(self, job_id: str) -> LogEntry | None:
+        """A job's latest attempt, or None when the log has none."""
+        return await self._read(queries.latest_attempt(job_id))
+
+    async def reruns_of(self, job_id: str) -> list[str]:
+        """The ids of the jobs that re-run `job_id`, oldest first."""
+        return (await self._read(queries.reruns([job_id]))).get(job_id, [])
+
     async def wait_for_root(self, root_id: str, timeout: float = 60.0) -> Timeline:
         """Wait until the root and every job spawned in its family has a terminal log."""
         deadline = time.monotonic() + timeout

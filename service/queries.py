@@ -83,6 +83,27 @@ def timeline(root_id: str) -> Plan[Timeline]:
     return Timeline(root_id=root_id, root=_entries(root), children=_entries(children))
 
 
+def latest_attempt(job_id: str) -> Plan[LogEntry | None]:
+    """A job's latest attempt (the `(jobId, attempt)` index), or None."""
+    found = yield Find(LOGS, {"jobId": job_id}, sort=(("attempt", -1),), limit=1)
+    return _entries(found)[0] if found else None
+
+
+def reruns(job_ids: list[str]) -> Plan[dict[str, list[str]]]:
+    """The jobs that re-run each of `job_ids` (the `rerunOf` index), by the job they repeat."""
+    found: list[Record] = []
+    for chunk in chunks(job_ids):
+        found += yield Find(
+            LOGS, {"rerunOf": {"$in": chunk}}, projection={"jobId": 1, "rerunOf": 1}
+        )
+    by_job: dict[str, list[str]] = {}
+    for document in found:
+        ids = by_job.setdefault(str(document["rerunOf"]), [])
+        if document.get("jobId") not in ids:
+            ids.append(str(document.get("jobId")))
+    return by_job
+
+
 FAMILY_ORDERS = {
     "start": (("startedAt", 1), ("attempt", 1)),
     "slowest": (("durationMs", -1), ("startedAt", 1)),
@@ -368,11 +389,13 @@ def latest_attempts(entries: list[LogEntry]) -> dict[str, LogEntry]:
 
 
 def pending_jobs(root_id: str, entries: list[LogEntry], max_attempts: int) -> list[str]:
-    """Job ids reachable from the root through `spawnedJobIds` that are not finished yet."""
+    """Job ids reachable from the root (`spawnedJobIds`, re-runs) not finished yet."""
     latest = latest_attempts(entries)
     spawned: dict[str, set[str]] = {}
     for entry in entries:  # every attempt's children: an earlier attempt may have spawned some
         spawned.setdefault(entry.job_id or "", set()).update(entry.spawned_job_ids)
+        if entry.rerun_of and entry.job_id:  # a child's re-run belongs to the family's story
+            spawned.setdefault(entry.rerun_of, set()).add(entry.job_id)
     pending, seen, frontier = [], {root_id}, [root_id]
     while frontier:
         job_id = frontier.pop()

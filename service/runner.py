@@ -58,15 +58,17 @@ from service.spawning import (
     ATTEMPT_LABEL,
     child_job_id,
     claim_entities,
+    kept_payload,
     kick_job,
     parent_of,
     queued_entry,
+    validated_payload,
 )
 from service.streams import MAX_ATTEMPT_LABEL, Entry, LeasedStreamBroker, Poison
 
 logger = logging.getLogger(__name__)
 # What a kept child's payload leaves out: its new family's lineage is set when it is spawned.
-LINEAGE = {"parent_job_id", "force"}
+LINEAGE = {"parent_job_id", "force", "rerun_of"}
 FINISH_RETRY_SECONDS = 2.0
 REDIS_RETRY_SECONDS = 0.5
 MAX_REDIS_RETRY_SECONDS = 5.0
@@ -179,11 +181,14 @@ class JobRunner:
     def _delivery_entry(self, message: TaskiqMessage, raw_payload: Any, **fields: Any) -> LogEntry:
         """An entry for a delivery of `message`, with its lineage and this worker."""
         parent = parent_of(raw_payload)
+        payload = validated_payload(message.task_name, raw_payload)
         return LogEntry(
             job_id=message.task_id,
             parent_job_id=parent,
             is_root_job=parent is None,
             worker=self._worker,
+            payload=kept_payload(payload),
+            rerun_of=payload.rerun_of if payload is not None else None,
             **fields,
         )
 
@@ -410,6 +415,8 @@ class JobRunner:
             details=run.details,
             worker=self._worker,
             relied_on=run.relied_on,
+            payload=kept_payload(attempt.payload),
+            rerun_of=attempt.payload.rerun_of if attempt.payload is not None else None,
         )
 
     async def _finish(

@@ -1,7 +1,7 @@
 """Spawning jobs: the message a kick sends, child ids, and the family's per-entity claims."""
 
+import json
 import uuid
-from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,9 @@ from service.store import chunks
 CHILD_ID_NAMESPACE = uuid.UUID("6f0c1c36-2f7a-4c55-9a0e-0d1b6a1e8f31")
 ATTEMPT_LABEL = "attempt"
 TASK_LABELS: dict[str, Any] = {"ack_type": "manual"}
+# A job's input is kept on its entries (for re-runs) up to this size: a library's album list
+# is not, lest every read of its root carry megabytes.
+PAYLOAD_KEEP_BYTES = 8_192
 
 
 async def kick_job(
@@ -100,9 +103,7 @@ def queued_entry(
     from service.registry import JOBS  # the registry imports the processors, which import this
 
     spec = JOBS.get(job_type)
-    if payload is None and spec is not None and raw_payload is not None:
-        with suppress(ValidationError):
-            payload = spec.payload_model.model_validate(raw_payload)
+    payload = payload or validated_payload(job_type, raw_payload)
     parent = payload.parent_job_id if payload is not None else parent_of(raw_payload)
     now = utc_now()
     return LogEntry(
@@ -117,7 +118,31 @@ def queued_entry(
         queued_at=now,
         started_at=now,
         due_at=due_at,
+        payload=kept_payload(payload),
+        rerun_of=payload.rerun_of if payload is not None else None,
     )
+
+
+def validated_payload(job_type: str, raw_payload: Any) -> JobPayload | None:
+    """`raw_payload` as its job type's payload model, or None (unknown type, invalid)."""
+    from service.registry import JOBS  # the registry imports the processors, which import this
+
+    spec = JOBS.get(job_type)
+    if spec is None or raw_payload is None:
+        return None
+    try:
+        payload: JobPayload = spec.payload_model.model_validate(raw_payload)
+    except ValidationError:
+        return None
+    return payload
+
+
+def kept_payload(payload: JobPayload | None) -> dict[str, Any] | None:
+    """A job's input as its entries keep it (what a re-run sends again), if small enough."""
+    if payload is None:
+        return None
+    kept = payload.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return kept if len(json.dumps(kept)) <= PAYLOAD_KEEP_BYTES else None
 
 
 def parent_of(raw_payload: Any) -> str | None:

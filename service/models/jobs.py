@@ -63,6 +63,9 @@ class JobPayload(CamelModel):
     # Run even when the entity is fresh (enriched less than ENRICH_FRESH_DAYS ago); a forced
     # job's children are forced too.
     force: bool = False
+    # The job this one repeats (a re-run from the dashboard, CLI or client); its children
+    # are ordinary children, not re-runs.
+    rerun_of: Text | None = None
 
     @property
     def display_name(self) -> str | None:
@@ -72,7 +75,7 @@ class JobPayload(CamelModel):
     @property
     def entity_key(self) -> str:
         """Which entity this job is about: one family runs a processor once per entity."""
-        return self.model_dump_json(exclude={"parent_job_id", "force"})
+        return self.model_dump_json(exclude={"parent_job_id", "force", "rerun_of"})
 
 
 class AlbumJob(JobPayload):

@@ -114,6 +114,11 @@ class LogEntry(CamelModel):
     heartbeat_at: datetime | None = None
     # Skipped because the entity was enriched less than ENRICH_FRESH_DAYS ago: by which job.
     relied_on: ReliedOn | None = None
+    # The job's input, validated (what a re-run sends again); unset when over 8 KB (a
+    # library's album list) or invalid.
+    payload: dict[str, Any] | None = None
+    # The job this one re-runs: a child in the same family, or a root starting a new one.
+    rerun_of: str | None = None
 
     @model_validator(mode="wrap")
     @classmethod
@@ -177,6 +182,8 @@ class EnrichmentLog(Document, LogEntry):
                 [("legacy", ASCENDING), ("startedAt", DESCENDING)],
                 partialFilterExpression={"legacy": True},
             ),
+            # A job's re-runs (a root's start families of their own): "re-run as" on cards.
+            IndexModel([("rerunOf", ASCENDING)]),
             IndexModel(
                 [
                     ("entityType", ASCENDING),

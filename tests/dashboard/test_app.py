@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from scripts.commands import CommandCounter
@@ -274,3 +275,41 @@ async def test_a_whole_library_family_is_summarised_and_paged(
     run(at)
     first = next(m.value for m in at.markdown if "attempt" in m.value)
     assert "Album 249" in first  # the slowest first
+
+
+async def test_a_failed_child_is_re_run_from_its_card(
+    seeded: dict[str, str], client: EnrichmentClient
+) -> None:
+    root_id = seeded["Copper Wires"]
+    latest = queries.latest_attempts((await client.timeline(root_id)).children)
+    [cache] = [e for e in latest.values() if e.job_type == "cache_image"]
+    succeeded = [e.job_id for e in latest.values() if e.status == "success"]
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["root"] = root_id
+    run(at)
+    offered = {button.key for button in at.button if str(button.key).startswith("rerun-")}
+    # The failed child and the root offer a re-run; a job that succeeded does not.
+    assert {f"rerun-{cache.job_id}-1", f"rerun-{root_id}-1"} <= offered
+    assert not any(f"rerun-{job_id}-" in str(key) for job_id in succeeded for key in offered)
+    at.button(key=f"rerun-{cache.job_id}-1").click()
+    run(at)
+    [notice] = at.success
+    assert shown(notice.value).startswith(f"Re-running {cache.job_id} as ")
+    again = shown(notice.value).split()[-1].rstrip(".")
+    await client.wait_for_root(root_id, timeout=30)
+    st.cache_data.clear()
+    run(at)
+    captions = [shown(caption.value) for caption in at.caption]
+    assert f"↻ re-run as {again}" in captions
+    assert f"↻ re-run of {cache.job_id}" in captions
+
+
+async def test_read_only_dashboards_offer_no_re_run(
+    seeded: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DASHBOARD_READ_ONLY", "true")
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["root"] = seeded["Copper Wires"]
+    run(at)
+    assert at.markdown  # the family is shown
+    assert not [button for button in at.button if str(button.key).startswith("rerun-")]

@@ -61,6 +61,7 @@ def timeline_table(timeline: Timeline) -> Table:
     ):
         table.add_column(column, overflow="fold")
     origin = next((e.started_at for e in timeline.entries if e.started_at), None)
+    rerun_as = {e.rerun_of: e.job_id for e in timeline.entries if e.rerun_of and e.job_id}
     for entry in timeline.entries:
         _add_row(
             table,
@@ -71,7 +72,7 @@ def timeline_table(timeline: Timeline) -> Table:
             str(entry.attempt),
             _status(entry.status),
             str(entry.duration_ms if entry.duration_ms is not None else ""),
-            _outcome(entry),
+            _rerun_note(entry, rerun_as.get(entry.job_id or "")) + _outcome(entry),
         )
     if not timeline.entries:
         table.caption = "no log entries for this job id"
@@ -81,6 +82,11 @@ def timeline_table(timeline: Timeline) -> Table:
 def _add_row(table: Table, *cells: str | Text) -> None:
     # Entity names, errors and ids come from providers and users: text, never console markup.
     table.add_row(*(cell if isinstance(cell, Text) else Text(cell) for cell in cells))
+
+
+def _rerun_note(entry: LogEntry, rerun_as: str | None) -> str:
+    note = f"re-run of {entry.rerun_of[:8]}; " if entry.rerun_of else ""
+    return note + (f"re-run as {rerun_as[:8]}; " if rerun_as else "")
 
 
 def _outcome(entry: LogEntry) -> str:

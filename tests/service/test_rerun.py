@@ -85,6 +85,9 @@ async def test_the_cli_re_runs_a_job_and_says_why_not(
     again = done.stdout.split()[0]
     rerun = latest(await client.timeline(root_id), again)
     assert (rerun.rerun_of, rerun.status) == (failed.job_id, JobStatus.SUCCESS)
+    # The timeline links them both ways.
+    assert f"re-run as {again[:8]}" in done.stdout
+    assert f"re-run of {(failed.job_id or '')[:8]}" in done.stdout
     refused = await enrichment(settings_env, "rerun", "nope")
     assert refused.returncode == 1
     assert "no job 'nope' in the log to re-run" in refused.stdout

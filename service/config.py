@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=3, alias="JOB_MAX_ATTEMPTS", ge=1)
     job_retry_delay_seconds: float = Field(default=5.0, alias="JOB_RETRY_DELAY_SECONDS", ge=0)
     job_timeout_seconds: float = Field(default=120.0, alias="JOB_TIMEOUT_SECONDS", gt=0)
+    # Where a worker serves Prometheus metrics (/metrics); unset: no metrics server.
+    metrics_port: int | None = Field(default=None, alias="METRICS_PORT", ge=1, le=65535)
+    # How many worker containers docker-compose runs (`deploy.replicas`).
+    worker_replicas: int = Field(default=1, alias="WORKER_REPLICAS", ge=1)
     # Jobs one worker process runs at once, shared out between the provider lanes
     # (`enrichment worker --max-async-tasks` sets it for the processes it starts).
     worker_max_async_tasks: int = Field(default=20, alias="WORKER_MAX_ASYNC_TASKS", ge=1)

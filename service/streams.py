@@ -140,10 +140,6 @@ class LeasedStreamBroker(RedisStreamBroker):
         async with Redis(connection_pool=self.connection_pool) as redis:
             await redis.xadd(stream, {b"data": message.message})
 
-    def holding(self) -> int:
-        """How many messages this worker holds, in every lane."""
-        return sum(len(ids) for ids in self.held.values())
-
     async def listen(self) -> AsyncGenerator[AckableMessage]:
         """Yield one deliverable message per request, reconnecting after Redis faults."""
         async with Redis(connection_pool=self.connection_pool) as redis:
@@ -166,7 +162,7 @@ class LeasedStreamBroker(RedisStreamBroker):
         async with Redis(connection_pool=self.connection_pool) as redis:
             while True:
                 await asyncio.sleep(self.heartbeat_seconds)
-                for stream, held in self.held.items():
+                for stream, held in list(self.held.items()):
                     if not held:
                         continue
                     try:

@@ -12,11 +12,7 @@ asserts nothing.
 
 import argparse
 import asyncio
-import os
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -29,6 +25,15 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from scripts.lab import (
+    free_port,
+    kill,
+    start_redis,
+    start_store,
+    start_worker,
+    stop,
+    wait_listening,
+)
 from service.client import EnrichmentClient
 from service.config import Settings
 from service.demo.catalogue import ALBUMS, ARTISTS
@@ -61,24 +66,6 @@ class Figures:
         )
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, seconds: float = 30) -> None:
-    """Until something listens on 127.0.0.1:port."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
-
-
 class Lab:
     """The drill's own store, Redis and providers, and its worker processes."""
 
@@ -103,14 +90,8 @@ class Lab:
         self.settings = Settings.model_validate(self.env)
 
     def start_redis(self) -> None:
-        """redis-server with AOF, fsync every second (as docker-compose runs it)."""
-        self.redis = subprocess.Popen(
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-             "--dir", str(self.root), "--appendonly", "yes", "--appendfsync", "everysec",
-             "--save", ""],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for_port(self.redis_port)
+        """The drill's own redis-server (AOF, fsync every second)."""
+        self.redis = start_redis(self.root, self.redis_port)
 
     def stop_redis(self) -> None:
         """SIGTERM the drill's Redis (it flushes its AOF) and wait for it."""
@@ -120,21 +101,11 @@ class Lab:
 
     def worker(self, name: str, max_async_tasks: int = 20) -> subprocess.Popen[bytes]:
         """One `enrichment worker --workers 1` process group."""
-        log = (self.root / f"{name}.log").open("wb")
-        return subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "--log-level", "INFO", "worker",
-             "--workers", "1", "--max-async-tasks", str(max_async_tasks)],
-            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+        return start_worker(self.env, self.root / f"{name}.log", 1, max_async_tasks)
 
     def listening(self, name: str, seconds: float = 60) -> None:
         """Until the worker `name` says it listens."""
-        deadline = time.monotonic() + seconds
-        while "Listening started" not in (self.root / f"{name}.log").read_text():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"worker {name} did not start")
-            time.sleep(0.1)
+        wait_listening(self.root / f"{name}.log", 1, seconds)
 
     def entries(self) -> list[LogEntry]:
         """Every log entry of the drill."""
@@ -154,12 +125,7 @@ def lab() -> Iterator[tuple[Lab, LocalProviders]]:
     with LocalProviders(musicbrainz_rate_per_second=2, discogs_token=TOKEN) as providers:
         root = Path(tempfile.mkdtemp(prefix="fault-drill-"))
         place = Lab(root, providers)
-        store = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "store", "--port", str(place.store_port),
-             "--data-dir", str(root)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for_port(place.store_port)
+        store = start_store(root, place.store_port)
         place.start_redis()
         try:
             yield place, providers
@@ -168,19 +134,6 @@ def lab() -> Iterator[tuple[Lab, LocalProviders]]:
             store.wait(30)
             if place.redis is not None and place.redis.poll() is None:
                 place.stop_redis()
-
-
-def kill(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL a worker's whole process group."""
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(30)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM a worker's process group (graceful) and wait."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(120)
 
 
 def count(figures: Figures, entries: list[LogEntry], max_attempts: int) -> Figures:

@@ -1,6 +1,7 @@
 """A small invented catalogue the local provider servers answer from."""
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 _NAMESPACE = uuid.UUID("0b9d3c8e-5a4f-4b1e-8f6d-2c7a9e1f3b5d")
@@ -181,6 +182,19 @@ DISCOGS_ARTISTS = {
         SampleDiscogsArtist(733002, "Quiet Riot", "Heavy metal band."),
     )
 }
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What the local providers know: MusicBrainz artists and albums, Discogs artists."""
+
+    artists: Mapping[str, SampleArtist]  # by name
+    albums: Mapping[str, SampleAlbum]  # by title
+    discogs_artists: Mapping[int, SampleDiscogsArtist]  # by Discogs id
+
+
+# The demo's catalogue: what the local providers serve unless given another.
+DEMO_CATALOGUE = Catalogue(ARTISTS, ALBUMS, DISCOGS_ARTISTS)
 
 # Roots the demo kicks: by title + artist, by MBID, one unknown album, one artist by name.
 DEMO_ALBUM_QUERIES: tuple[tuple[str, str], ...] = (

@@ -1,11 +1,12 @@
-"""Discogs API answers from the sample catalogue, with its auth, rate-limit headers and 429s."""
+"""Discogs API answers from a catalogue, with its auth, rate-limit headers and 429s."""
 
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
-from service.demo.catalogue import DISCOGS_ARTISTS, SampleDiscogsArtist
+from service.demo.catalogue import DEMO_CATALOGUE, Catalogue, SampleDiscogsArtist
 from service.demo.fake_musicbrainz import similarity
 
 MIN_SEARCH_SCORE = 40
@@ -46,31 +47,45 @@ class DiscogsWindow:
         return allowed, headers
 
 
-def discogs(path: str, query: dict[str, str], images_url: str, api_url: str) -> tuple[int, Any]:
+def discogs(
+    path: str,
+    query: dict[str, str],
+    images_url: str,
+    api_url: str,
+    catalogue: Catalogue = DEMO_CATALOGUE,
+) -> tuple[int, Any]:
     """Status and JSON body for a path under the Discogs base URL (auth already checked)."""
+    known = catalogue.discogs_artists
     if path == "database/search":
-        return 200, _search(query, images_url, api_url)
+        return 200, _search(query, images_url, api_url, known)
     kind, _, artist_id = path.partition("/")
-    artist = DISCOGS_ARTISTS.get(int(artist_id)) if artist_id.isdigit() else None
+    artist = known.get(int(artist_id)) if artist_id.isdigit() else None
     if kind != "artists" or artist is None:
         return 404, {"message": "Artist not found."}
     return 200, _artist_json(artist, images_url, api_url)
 
 
-def _search(query: dict[str, str], images_url: str, api_url: str) -> dict[str, Any]:
+def _search(
+    query: dict[str, str],
+    images_url: str,
+    api_url: str,
+    known: Mapping[int, SampleDiscogsArtist],
+) -> dict[str, Any]:
     if query.get("type") == "master":
-        results = _masters(query.get("artist", ""), images_url)
+        results = _masters(query.get("artist", ""), images_url, known)
     else:
         wanted = query.get("q", "")
-        scored = [(similarity(wanted, a.name), a) for a in DISCOGS_ARTISTS.values()]
+        scored = [(similarity(wanted, a.name), a) for a in known.values()]
         ranked = sorted((h for h in scored if h[0] >= MIN_SEARCH_SCORE), key=lambda h: -h[0])
         results = [_artist_result(a, images_url, api_url) for _, a in ranked]
     pagination = {"page": 1, "pages": 1, "per_page": 50, "items": len(results), "urls": {}}
     return {"pagination": pagination, "results": results}
 
 
-def _masters(artist_name: str, images_url: str) -> list[dict[str, Any]]:
-    artist = next((a for a in DISCOGS_ARTISTS.values() if a.name == artist_name), None)
+def _masters(
+    artist_name: str, images_url: str, known: Mapping[int, SampleDiscogsArtist]
+) -> list[dict[str, Any]]:
+    artist = next((a for a in known.values() if a.name == artist_name), None)
     masters = artist.masters if artist else ()
     return [
         {

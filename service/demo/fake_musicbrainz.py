@@ -1,10 +1,10 @@
-"""MusicBrainz and Cover Art Archive answers from the sample catalogue."""
+"""MusicBrainz and Cover Art Archive answers from a catalogue (the demo's unless told)."""
 
 import re
 from difflib import SequenceMatcher
 from typing import Any
 
-from service.demo.catalogue import ALBUMS, ARTISTS, SampleAlbum, SampleArtist
+from service.demo.catalogue import DEMO_CATALOGUE, Catalogue, SampleAlbum, SampleArtist
 
 MBID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
 LUCENE_FIELD = re.compile(r'(\w+):"((?:[^"\\]|\\.)*)"')
@@ -12,29 +12,31 @@ MIN_SEARCH_SCORE = 30
 NOT_FOUND = {"error": "Not Found", "help": "For usage, please see the docs"}
 
 
-def musicbrainz(path: str, query: dict[str, str]) -> tuple[int, Any]:
+def musicbrainz(
+    path: str, query: dict[str, str], catalogue: Catalogue = DEMO_CATALOGUE
+) -> tuple[int, Any]:
     """Status and JSON body for a path under `/ws/2/`."""
     kind, _, mbid = path.partition("/")
     if kind not in ("artist", "release-group"):
         return 404, NOT_FOUND
     if not mbid:
-        return 200, _search(kind, query)
+        return 200, _search(kind, query, catalogue)
     if not MBID.match(mbid):
         return 400, {"error": "Invalid mbid.", "help": "For usage, please see the docs"}
     if kind == "artist":
-        artist = next((a for a in ARTISTS.values() if a.mbid == mbid), None)
+        artist = next((a for a in catalogue.artists.values() if a.mbid == mbid), None)
         if artist is not None and artist.broken:
             return 500, {"error": "Internal server error"}
         found = _artist_json(artist) if artist else None
     else:
-        album = next((a for a in ALBUMS.values() if a.mbid == mbid), None)
-        found = _release_group_json(album) if album else None
+        album = next((a for a in catalogue.albums.values() if a.mbid == mbid), None)
+        found = _release_group_json(album, catalogue) if album else None
     return (200, found) if found is not None else (404, NOT_FOUND)
 
 
-def coverart(mbid: str, images_url: str) -> tuple[int, Any]:
+def coverart(mbid: str, images_url: str, catalogue: Catalogue = DEMO_CATALOGUE) -> tuple[int, Any]:
     """Status and JSON body for `/release-group/<mbid>` on the Cover Art Archive."""
-    album = next((a for a in ALBUMS.values() if a.mbid == mbid), None)
+    album = next((a for a in catalogue.albums.values() if a.mbid == mbid), None)
     if album is None or album.cover is None:
         return 404, {"error": "Not Found"}
     image = f"{images_url}/{album.cover}"
@@ -57,17 +59,21 @@ def similarity(a: str, b: str) -> int:
     return round(100 * SequenceMatcher(None, a.lower(), b.lower()).ratio())
 
 
-def _search(kind: str, query: dict[str, str]) -> dict[str, Any]:
+def _search(kind: str, query: dict[str, str], catalogue: Catalogue) -> dict[str, Any]:
     terms = {k: v.replace('\\"', '"') for k, v in LUCENE_FIELD.findall(query.get("query", ""))}
     limit = int(query.get("limit", "25"))
     if kind == "artist":
         key = "artists"
         scored = [
-            (similarity(terms.get("artist", ""), a.name), _artist_json(a)) for a in ARTISTS.values()
+            (similarity(terms.get("artist", ""), a.name), _artist_json(a))
+            for a in catalogue.artists.values()
         ]
     else:
         key = "release-groups"
-        scored = [(_album_score(terms, a), _release_group_json(a)) for a in ALBUMS.values()]
+        scored = [
+            (_album_score(terms, a), _release_group_json(a, catalogue))
+            for a in catalogue.albums.values()
+        ]
     hits = sorted(((s, item) for s, item in scored if s >= MIN_SEARCH_SCORE), key=lambda h: -h[0])
     results = [{**item, "score": score} for score, item in hits[:limit]]
     return {"created": "2026-11-24T00:00:00.000Z", "count": len(hits), "offset": 0, key: results}
@@ -111,10 +117,10 @@ def _artist_json(artist: SampleArtist) -> dict[str, Any]:
     }
 
 
-def _release_group_json(album: SampleAlbum) -> dict[str, Any]:
+def _release_group_json(album: SampleAlbum, catalogue: Catalogue) -> dict[str, Any]:
     credits = []
     for index, name in enumerate(album.artists):
-        artist = ARTISTS[name]
+        artist = catalogue.artists[name]
         joinphrase = " & " if index < len(album.artists) - 1 else ""
         credits.append(
             {

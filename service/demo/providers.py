@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+from service.demo.catalogue import DEMO_CATALOGUE, Catalogue
 from service.demo.fake_discogs import DiscogsWindow, discogs
 from service.demo.fake_images import image_answer
 from service.demo.fake_musicbrainz import coverart, musicbrainz
@@ -57,7 +58,10 @@ class Answer:
 
 
 class LocalProviders:
-    """All four services on one loopback port, under `/ws/2`, `/caa`, `/discogs`, `/images`."""
+    """All four services on one loopback port, under `/ws/2`, `/caa`, `/discogs`, `/images`.
+
+    They answer from `catalogue`: the demo's, unless given another (a benchmark's library).
+    """
 
     def __init__(
         self,
@@ -67,7 +71,9 @@ class LocalProviders:
         discogs_429_every: int | None = None,
         discogs_token: str | None = None,
         discogs_window_seconds: float = 60.0,
+        catalogue: Catalogue = DEMO_CATALOGUE,
     ) -> None:
+        self.catalogue = catalogue
         self.musicbrainz_rate_per_second = musicbrainz_rate_per_second
         self.discogs_window = DiscogsWindow(
             discogs_rate_per_minute, discogs_429_every, discogs_window_seconds
@@ -169,9 +175,10 @@ class LocalProviders:
         if path.startswith("/ws/2/"):
             if self._over_rate():
                 return Answer(503, {"error": "Your requests are exceeding the allowable rate."})
-            return Answer(*musicbrainz(path.removeprefix("/ws/2/"), query))
+            return Answer(*musicbrainz(path.removeprefix("/ws/2/"), query, self.catalogue))
         if path.startswith("/caa/release-group/"):
-            return Answer(*coverart(path.removeprefix("/caa/release-group/"), self.images_url))
+            mbid = path.removeprefix("/caa/release-group/")
+            return Answer(*coverart(mbid, self.images_url, self.catalogue))
         if path.startswith("/discogs/"):
             return self._discogs(path.removeprefix("/discogs/"), query, headers)
         if path.startswith("/images/"):
@@ -185,7 +192,7 @@ class LocalProviders:
         allowed, limits = self.discogs_window.admit()
         if not allowed:
             return Answer(429, {"message": "You are making requests too quickly."}, limits)
-        status, body = discogs(path, query, self.images_url, self.discogs_url)
+        status, body = discogs(path, query, self.images_url, self.discogs_url, self.catalogue)
         return Answer(status, body, limits)
 
     def _image(self, name: str, query: dict[str, str]) -> Answer:

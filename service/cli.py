@@ -10,6 +10,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from pydantic import ValidationError
+from pymongo.errors import PyMongoError
+from redis import Redis
+from redis.exceptions import RedisError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -33,15 +36,18 @@ from service.library import read_library
 from service.models import JobStatus
 from service.models.base import utc_now
 from service.queries import latest_attempts, unfinished
-from service.redaction import protect
+from service.redaction import protect, redact
 from service.registry import JOBS
 from service.render import roots_table, timeline_table
 from service.store import LOGS, make_sync_client
+from service.urls import display_url
 
 console = Console()
 # What goes wrong with the input, apart from stdout (whose first line scripts read).
 errors = Console(stderr=True)
 PROGRESS_SECONDS = 2.0
+# Each of `enrichment healthcheck`'s pings gives up after this long (compose allows 20 s).
+HEALTHCHECK_TIMEOUT_SECONDS = 3.0
 type Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
@@ -119,6 +125,10 @@ def _add_service_commands(commands: Subparsers) -> None:
         "(default WORKER_MAX_ASYNC_TASKS, 20)",
     )
     worker.set_defaults(command=_worker)
+    health = commands.add_parser(
+        "healthcheck", help="exit 0 when Redis and the store answer a ping, else 1 saying which"
+    )
+    health.set_defaults(command=_healthcheck)
 
 
 def _add_kick_commands(kick: argparse.ArgumentParser) -> None:
@@ -325,6 +335,50 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     # The brokers share the same slots out between their lanes: they read the setting.
     environment = {**os.environ, "WORKER_MAX_ASYNC_TASKS": str(slots)}
     os.execve(sys.executable, command, environment)  # noqa: S606 - become taskiq's worker
+
+
+def _healthcheck(args: argparse.Namespace, settings: Settings) -> int:
+    # The store the worker uses, never started here: a check that started the embedded store
+    # would vouch for a store it had just made.
+    store_url = settings.mongodb_url or settings.embedded_store_url
+    failures = [
+        reason
+        for reason in (_ping_redis(settings.redis_url), _ping_store(store_url))
+        if reason is not None
+    ]
+    where = f"Redis at {display_url(settings.redis_url)}, the store at {display_url(store_url)}"
+    line = f"unhealthy: {'; '.join(failures)}" if failures else f"ok: {where}"
+    # One plain line (Docker keeps it in the container's health log): rich would wrap it.
+    print(redact(line))
+    return 1 if failures else 0
+
+
+def _ping_redis(url: str) -> str | None:
+    """Why Redis at `url` did not answer a PING, or None when it did."""
+    timeout = HEALTHCHECK_TIMEOUT_SECONDS
+    try:
+        client = Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        with client:
+            client.ping()
+    except (RedisError, OSError, ValueError) as exc:
+        return f"cannot reach Redis at {display_url(url)}: {exc}"
+    return None
+
+
+def _ping_store(url: str) -> str | None:
+    """Why the store at `url` did not answer a ping, or None when it did."""
+    timeout_ms = int(HEALTHCHECK_TIMEOUT_SECONDS * 1000)
+    try:
+        with make_sync_client(
+            url, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
+        ) as client:
+            client.admin.command("ping")
+    except PyMongoError as exc:
+        # A server-selection timeout goes on to describe the whole topology: the first clause
+        # says why.
+        reason = str(exc).partition(" (configured timeouts")[0].partition(", Timeout:")[0]
+        return f"cannot reach the store at {display_url(url)}: {reason}"
+    return None
 
 
 async def _kick_album(args: argparse.Namespace, settings: Settings) -> int:

@@ -13,7 +13,7 @@ from service.errors import StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
-STORE_START_TIMEOUT_SECONDS = 30.0
+STORE_START_TIMEOUT_SECONDS = 90.0  # a cold start on two busy cores takes 15 s and more
 
 
 def embedded_notice(settings: Settings, logs: int) -> str | None:

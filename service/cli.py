@@ -33,6 +33,7 @@ from service.errors import (
     StoreUnavailableError,
 )
 from service.library import read_library
+from service.metrics_server import metrics_environment
 from service.models import JobStatus
 from service.models.base import utc_now
 from service.queries import latest_attempts, unfinished
@@ -333,7 +334,11 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         str(settings.shutdown_grace_seconds + settings.log_write_timeout_seconds + 5),
     ]
     # The brokers share the same slots out between their lanes: they read the setting.
-    environment = {**os.environ, "WORKER_MAX_ASYNC_TASKS": str(slots)}
+    environment = {
+        **os.environ,
+        "WORKER_MAX_ASYNC_TASKS": str(slots),
+        **metrics_environment(settings),
+    }
     os.execve(sys.executable, command, environment)  # noqa: S606 - become taskiq's worker
 
 

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     job_timeout_seconds: float = Field(default=120.0, alias="JOB_TIMEOUT_SECONDS", gt=0)
     # Where a worker serves Prometheus metrics (/metrics); unset: no metrics server.
     metrics_port: int | None = Field(default=None, alias="METRICS_PORT", ge=1, le=65535)
+    # prometheus_client's own variable: where a worker's processes keep their metrics for the
+    # one that serves them. `enrichment worker` sets a fresh one (see service.metrics_server).
+    metrics_dir: Path | None = Field(default=None, alias="PROMETHEUS_MULTIPROC_DIR")
     # How many worker containers docker-compose runs (`deploy.replicas`).
     worker_replicas: int = Field(default=1, alias="WORKER_REPLICAS", ge=1)
     # Jobs one worker process runs at once, shared out between the provider lanes

@@ -47,6 +47,7 @@ from service.logbook import (
     write_log,
     write_outcome,
 )
+from service.metrics import ATTEMPT_SECONDS, DEAD_LETTERS, JOBS
 from service.models import JobStatus, LogEntry, WorkerInfo
 from service.models.base import utc_now
 from service.models.jobs import JobPayload
@@ -64,7 +65,7 @@ from service.spawning import (
     queued_entry,
     validated_payload,
 )
-from service.streams import MAX_ATTEMPT_LABEL, Entry, LeasedStreamBroker, Poison
+from service.streams import MAX_ATTEMPT_LABEL, Entry, LeasedStreamBroker, Poison, lane_of
 
 logger = logging.getLogger(__name__)
 # What a kept child's payload leaves out: its new family's lineage is set when it is spawned.
@@ -72,6 +73,8 @@ LINEAGE = {"parent_job_id", "force", "rerun_of"}
 FINISH_RETRY_SECONDS = 2.0
 REDIS_RETRY_SECONDS = 0.5
 MAX_REDIS_RETRY_SECONDS = 5.0
+# The `status` a failed attempt that will run again counts under (jobs end in a JobStatus).
+RETRYING = "retrying"
 
 
 @dataclass
@@ -163,6 +166,8 @@ class JobRunner:
                 error=describe_error(InvalidRequestError(poison.reason)),
             )
             await write_log(self._logs, entry, timeout=self._settings.log_write_timeout_seconds)
+            known = self._broker.find_task(message.task_name) is not None
+            JOBS.labels(message.task_name if known else "unknown", JobStatus.FAILED).inc()
             return
         letter = DeadLetter(
             stream_id=poison.stream_id,
@@ -177,6 +182,7 @@ class JobRunner:
             )
         except PyMongoError as exc:
             raise StoreUnavailableError(f"could not record a dead letter: {exc}") from exc
+        DEAD_LETTERS.labels(lane_of(self._settings.queue_name, letter.queue)).inc()
 
     def _delivery_entry(self, message: TaskiqMessage, raw_payload: Any, **fields: Any) -> LogEntry:
         """An entry for a delivery of `message`, with its lineage and this worker."""
@@ -207,6 +213,8 @@ class JobRunner:
         if begin is None:
             return
         if begin.decision in (Decision.DONE, Decision.EXHAUSTED):
+            if begin.decision == Decision.EXHAUSTED:  # its last attempt was lost: it failed
+                JOBS.labels(spec.job_type, JobStatus.FAILED).inc()
             await self._acknowledge(message)
             return
         if begin.decision == Decision.HELD:
@@ -443,8 +451,14 @@ class JobRunner:
         retryable = error is not None and describe_error(error).retryable
         if retryable and attempt.number < self._settings.job_max_attempts:
             await self._schedule_retry(attempt)
+            outcome: str = RETRYING
         else:
             await self._acknowledge(attempt.message)
+            outcome = JobStatus.FAILED if error is not None else run.status
+        # Counted once its outcome is logged and its message dealt with: a step that fails
+        # before this runs `_finish` again, which must not count it twice.
+        JOBS.labels(run.job_type, outcome).inc()
+        ATTEMPT_SECONDS.labels(run.job_type).observe((entry.duration_ms or 0) / 1000)
 
     async def _finish_later(
         self, run: JobRun[Any], attempt: Attempt, error: BaseException | None

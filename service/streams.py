@@ -34,6 +34,7 @@ from taskiq_redis import RedisStreamBroker
 
 from service.config import Settings
 from service.errors import BrokerUnavailableError, EnrichmentError
+from service.metrics import GENERAL_LANE, LEASES_RECLAIMED
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +282,11 @@ class LeasedStreamBroker(RedisStreamBroker):
         self._claim_cursor[stream] = cursor or "0-0"
         if deleted:
             await redis.xack(stream, self.consumer_group_name, *deleted)
-        return claimed[0] if claimed else None
+        if not claimed:
+            return None
+        LEASES_RECLAIMED.labels(lane_of(self.queue_name, stream)).inc()
+        message: tuple[bytes, dict[bytes, bytes]] = claimed[0]
+        return message
 
     async def _admit(
         self, redis: Redis, stream: str, message_id: bytes, fields: dict[bytes, bytes]
@@ -344,6 +349,13 @@ class LeasedStreamBroker(RedisStreamBroker):
 def lane_stream(queue_name: str, lane: str) -> str:
     """The stream a lane's jobs queue on."""
     return f"{queue_name}:{lane}"
+
+
+def lane_of(queue_name: str, stream: str) -> str:
+    """The lane a stream serves, as metrics name it ("general" for the queue's own stream)."""
+    if stream == queue_name:
+        return GENERAL_LANE
+    return stream.removeprefix(f"{queue_name}:")
 
 
 def due_key(stream: str) -> str:

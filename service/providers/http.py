@@ -3,7 +3,7 @@
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -25,6 +25,7 @@ from service.errors import (
     ProviderError,
     ProviderUnavailableError,
 )
+from service.metrics import NO_ANSWER, PROVIDER_REQUESTS, provider_label
 from service.providers.ratelimit import RequestTimer, SharedRateLimiter
 from service.redaction import Redactor
 from service.urls import display_url
@@ -57,9 +58,18 @@ def make_provider_client(
 ) -> httpx.AsyncClient:
     """A client for one provider's API that sends nothing beyond the API's origin."""
     guard = OriginGuard(provider, base_url, redirect_hosts=redirect_hosts)
-    return _client(
-        settings, base_url, headers, follow_redirects=True, event_hooks={"request": [guard]}
-    )
+    hooks = {"request": [guard], "response": [count_answers(provider)]}
+    return _client(settings, base_url, headers, follow_redirects=True, event_hooks=hooks)
+
+
+def count_answers(provider: str) -> Callable[[httpx.Response], Awaitable[None]]:
+    """A response hook counting each answer (every redirect hop) by provider and status."""
+    label = provider_label(provider)
+
+    async def count(response: httpx.Response) -> None:
+        PROVIDER_REQUESTS.labels(label, str(response.status_code)).inc()
+
+    return count
 
 
 def _client(
@@ -256,6 +266,8 @@ class ProviderApi:
             message = f"the base URL's scheme is not http or https ({type(exc).__name__})"
             raise ConfigurationError(f"{self.provider}: {message}") from exc
         except httpx.TransportError as exc:
+            # No answer, so no response hook counted it.
+            PROVIDER_REQUESTS.labels(provider_label(self.provider), NO_ANSWER).inc()
             message = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
             raise ProviderUnavailableError(self.provider, message) from exc
 

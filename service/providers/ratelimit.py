@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from service.errors import BrokerUnavailableError, ConfigurationError
+from service.metrics import BUDGET_REQUESTS, BUDGET_WAIT_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -266,9 +267,12 @@ class SharedRateLimiter:
     async def request(self) -> AsyncIterator[RequestTimer]:
         """Hold a slot for one request: wait for it, yield the timer the request fills in."""
         token = uuid.uuid4().hex
+        asked = time.monotonic()
         while (wait := await self._redis_call(self._slots.take, token)) > 0:
             await _wait(max(wait, MIN_WAIT_SECONDS))
         timer = RequestTimer()
+        BUDGET_REQUESTS.labels(self._key).inc()
+        BUDGET_WAIT_SECONDS.labels(self._key).inc(timer.granted - asked)
         try:
             yield timer
         finally:

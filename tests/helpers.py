@@ -156,7 +156,7 @@ def stop_worker(process: subprocess.Popen[bytes]) -> None:
 async def wait_until_listening(log_path: Path, processes: int) -> None:
     # A blocked XREADGROUP registers no consumer in Redis: read the workers' own log instead.
     text = ""
-    for _ in range(300):
+    for _ in range(1200):  # two minutes: workers import for seconds on two busy cores
         text = await asyncio.to_thread(log_path.read_text)
         if text.count("Listening started") >= processes:
             return

@@ -26,7 +26,9 @@ from tests.helpers import (
     TEST_SERVER_RATE,
     free_port,
     start_store_process,
+    start_worker,
     stop_store_process,
+    stop_worker,
 )
 
 # The tests mostly wait (worker processes, Redis, HTTP, a browser): two xdist workers per
@@ -180,3 +182,14 @@ def cloudflare_api() -> Iterator[tuple[FakeCloudflare, str]]:
     yield fake, f"http://127.0.0.1:{server.server_address[1]}/client/v4"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def worker_log(
+    settings_env: dict[str, str], mongo: Any, redis: Any, tmp_path: Path
+) -> Iterator[Path]:
+    """Two `enrichment worker` processes on the test's stream; yields their log file."""
+    log_path = tmp_path / "worker.log"
+    process = start_worker(settings_env, log_path, 2)
+    yield log_path
+    stop_worker(process)

@@ -2,7 +2,6 @@
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from service.metrics_server import QueueCollector
 from service.models import JobStatus
 from service.models.views import Timeline
 from service.streams import LeasedStreamBroker, due_key, lane_stream
-from tests.helpers import free_port, start_worker, stop_worker, until, wait_until_listening
+from tests.helpers import free_port, until, wait_until_listening
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ENDED = {JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.SKIPPED}
@@ -40,17 +39,6 @@ def settings_env(settings_env: dict[str, str], tmp_path: Path) -> dict[str, str]
         "JOB_LEASE_SECONDS": "30",  # no lease lapses under load: every delivery runs once
         "JOB_TIMEOUT_SECONDS": "20",
     }
-
-
-@pytest.fixture
-def worker_log(
-    settings_env: dict[str, str], mongo: Any, redis: Any, tmp_path: Path
-) -> Iterator[Path]:
-    """Two worker processes serving one metrics port between them; yields their log file."""
-    log_path = tmp_path / "worker.log"
-    process = start_worker(settings_env, log_path, 2)
-    yield log_path
-    stop_worker(process)
 
 
 async def test_a_workers_metrics_agree_with_its_logs(

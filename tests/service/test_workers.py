@@ -34,17 +34,6 @@ def settings_env(settings_env: dict[str, str], providers: LocalProviders) -> dic
     }
 
 
-@pytest.fixture
-def worker_log(
-    settings_env: dict[str, str], mongo: Any, redis: Any, tmp_path: Path
-) -> Iterator[Path]:
-    """Two worker processes on the test's stream; yields their log file."""
-    log_path = tmp_path / "worker.log"
-    process = start_worker(settings_env, log_path, 2)
-    yield log_path
-    stop_worker(process)
-
-
 async def test_two_worker_processes_share_the_musicbrainz_limit(
     worker_log: Path, settings: Settings, providers: LocalProviders
 ) -> None:

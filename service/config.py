@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     # Where rate-limit windows live; unset → REDIS_URL, shared by every worker. The demo
     # uses `memory://` when it runs without Redis.
     rate_limit_storage_url: str | None = Field(default=None, alias="RATE_LIMIT_STORAGE_URL")
+    # Budgets sharing one name share one budget. Deployments whose budgets differ (another
+    # Discogs token, another egress IP) on one Redis each set their own; tests set one each.
+    rate_limit_namespace: str | None = Field(
+        default=None, alias="RATE_LIMIT_NAMESPACE", max_length=100
+    )
     queue_name: str = Field(default="enrichment", alias="ENRICHMENT_QUEUE")
     data_dir: Path = Field(default=Path(".data"), alias="ENRICHMENT_DATA_DIR")
     embedded_store_port: int = Field(default=27018, alias="EMBEDDED_STORE_PORT", ge=1, le=65535)

@@ -93,7 +93,9 @@ def _providers(settings: Settings, store: Store, closers: list[Closer]) -> Provi
 
     def api(limit: RateLimit, base_url: str, *secrets: str) -> ProviderApi:
         limiter = SharedRateLimiter(
-            settings.rate_limit_storage, settings.rate_limit(limit.setting), limit.key
+            settings.rate_limit_storage,
+            settings.rate_limit(limit.setting),
+            (settings.rate_limit_namespace or "") + limit.key,
         )
         closers.append(limiter.close)
         return ProviderApi(

@@ -91,6 +91,7 @@ def settings_env(
         **store_env,
         "MONGODB_DB": f"test_{tag}",
         "ENRICHMENT_QUEUE": f"test-enrichment-{tag}",
+        "RATE_LIMIT_NAMESPACE": f"test-{tag}:",  # budgets of its own: tests run in parallel
         "REDIS_URL": REDIS_URL,
         "ENRICHMENT_DATA_DIR": store_env.get("ENRICHMENT_DATA_DIR", str(tmp_path)),
         "MUSICBRAINZ_BASE_URL": providers.musicbrainz_url,

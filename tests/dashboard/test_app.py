@@ -313,3 +313,21 @@ async def test_read_only_dashboards_offer_no_re_run(
     run(at)
     assert at.markdown  # the family is shown
     assert not [button for button in at.button if str(button.key).startswith("rerun-")]
+
+
+# Marks that only an emoji font draws (a stock headless Chromium shows boxes instead).
+EMOJI = re.compile("[\u2300-\u23ff\u2600-\u27bf\ufe0f\U0001f000-\U0001faff]")
+
+
+async def test_status_marks_need_no_emoji_font(seeded: dict[str, str]) -> None:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["root"] = seeded["Copper Wires"]
+    run(at)
+    cards = [m.value for m in at.markdown if "attempt" in m.value]
+    marks = {card.partition(" ")[0] for card in cards}
+    # Streamlit's own Material Symbols font: the root succeeded, its artist and cover failed.
+    assert marks == {":green[:material/check_circle:]", ":red[:material/cancel:]"}, cards
+    everything = [*(m.value for m in at.markdown), *(c.value for c in at.caption),
+                  *(e.value for e in at.error), *(i.value for i in at.info),
+                  *(t.value for t in at.title)]  # fmt: skip
+    assert not [text for text in everything if EMOJI.search(text)]

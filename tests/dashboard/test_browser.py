@@ -19,7 +19,7 @@ from playwright.async_api import Browser, Locator, Page, async_playwright, expec
 from service.client import EnrichmentClient
 from service.config import Settings
 from service.demo.providers import LocalProviders
-from tests.dashboard.hostile import HOSTILE, LINK, TRACKER, seed_family
+from tests.dashboard.hostile import HOSTILE, LINK, TRACKER, cache_entry, seed_family
 from tests.helpers import DASHBOARD_APP as APP
 from tests.helpers import free_port
 
@@ -226,3 +226,34 @@ async def test_provider_markup_renders_as_text(
 async def read(locator: Locator) -> str:
     """What a reader sees (the invisible word joiners that break autolinks taken out)."""
     return (await locator.first.inner_text()).replace("\u2060", "")
+
+
+async def test_an_image_that_cannot_load_shows_a_placeholder(
+    dashboard_url: str, page: Page, mongo: Any, settings: Settings
+) -> None:
+    gone = f"http://127.0.0.1:{free_port()}/images/cover.png"  # nothing serves it any more
+    await seed_family(
+        mongo, settings, "root-gone",
+        cache_entry("c1", beforeUrl=gone, beforeUrlFetched=True, cachePath="ab/missing.png"),
+        cache_entry("c2", beforeUrl=gone, beforeUrlFetched=True, cacheLocation="cloudflare",
+                    afterUrl=f"{gone}?variant=public"),
+    )  # fmt: skip
+    await page.goto(f"{dashboard_url}/?root=root-gone")
+    await page.wait_for_selector(READY, timeout=30_000)
+    images = page.locator('[data-testid="stImage"] img')
+    await expect(images.first).to_be_visible(timeout=30_000)
+    assert await broken_images(page) == []
+    await expect(images).to_have_count(4)  # before and after, twice: placeholders
+    assert "127.0.0.1" in await read(page.locator("body"))  # the URLs, as text
+
+
+async def broken_images(page: Page) -> list[str]:
+    """The image sources on the page that did not load (a broken-image icon each)."""
+    await page.wait_for_function(
+        "[...document.images].every(image => image.complete)", timeout=30_000
+    )
+    return list(
+        await page.evaluate(
+            "[...document.images].filter(image => image.naturalWidth === 0).map(i => i.src)"
+        )
+    )

@@ -123,7 +123,7 @@ async def dashboard_process(config: Settings, port: int) -> AsyncIterator[Dashbo
     log_path = config.data_dir / "dashboard.log"
     with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
-            *streamlit_command(config, port),
+            *streamlit_command(config, port, preload=True),
             env=settings_environment(config),
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -5,27 +5,34 @@ Every value from the store goes through `dashboard.safe`: text is inert, images 
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import singledispatch
+from functools import cache, singledispatch
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import streamlit as st
+from PIL import Image, ImageDraw
 
-from dashboard.safe import MAX_MESSAGE_CHARS, browser_image, cached_image, clip, plain
+from dashboard.safe import MAX_MESSAGE_CHARS, cached_image, clip, plain
 from service.models import JobStatus, LogEntry
 from service.models.base import CamelModel
 from service.models.jobs import CacheDetails, DiscogsDetails, MusicBrainzDetails
 from service.models.views import PendingJob, PendingState
 
 DISCOGS_ARTIST_URL = "https://www.discogs.com/artist/"
-STATUS_ICONS: dict[str, str] = {
-    JobStatus.QUEUED: "⏳",
-    JobStatus.RUNNING: "▶️",
-    JobStatus.SUCCESS: "✅",
-    JobStatus.FAILED: "❌",
-    JobStatus.SKIPPED: "⏭️",
+# Material Symbols come with Streamlit's front end, so they render in any browser; emoji
+# need an emoji font, and a stock headless Chromium draws them as empty boxes. The colours
+# are the waterfall's.
+STATUS_MARKS: dict[str, str] = {
+    JobStatus.QUEUED: ":gray[:material/schedule:]",
+    JobStatus.RUNNING: ":blue[:material/play_circle:]",
+    JobStatus.SUCCESS: ":green[:material/check_circle:]",
+    JobStatus.FAILED: ":red[:material/cancel:]",
+    JobStatus.SKIPPED: ":orange[:material/skip_next:]",
 }
+UNKNOWN_MARK = ":gray[:material/help:]"
+THUMBNAIL_WIDTH = 140
 
 
 @dataclass(frozen=True)
@@ -45,11 +52,11 @@ class CardContext:
 def entry_card(entry: LogEntry, context: CardContext) -> None:
     """Show one entry: header, then what its processor did."""
     with st.container(border=True):
-        icon = STATUS_ICONS.get(entry.status or "", "❔")
+        mark = STATUS_MARKS.get(entry.status or "", UNKNOWN_MARK)
         entity = plain(entry.entity_name or entry.entity_id or "—")
         took = f"{entry.duration_ms} ms" if entry.duration_ms is not None else "unfinished"
         kind = plain(entry.job_type)
-        st.markdown(f"{icon} **{kind}** · {entity} · attempt {entry.attempt} · {took}")
+        st.markdown(f"{mark} **{kind}** · {entity} · attempt {entry.attempt} · {took}")
         if entry.error is not None:
             retry = "retryable" if entry.error.retryable else "permanent"
             message = plain(entry.error.message, MAX_MESSAGE_CHARS)
@@ -143,13 +150,10 @@ def _cache(details: CacheDetails, entry: LogEntry, context: CardContext) -> None
     before, after, facts = st.columns(3)
     with before:
         st.caption("before")
-        _image_or_text(
-            browser_image(details.before_url, fetched=details.before_url_fetched),
-            details.before_url,
-        )
+        _thumbnail(None, details.before_url)  # the provider's copy: never loaded, see below
     with after:
         st.caption("after")
-        _image_or_text(_after_image(details, context), details.after_url)
+        _thumbnail(_cached_bytes(details, context), details.after_url)
     with facts:
         size = f"{details.size_bytes:,} bytes" if details.size_bytes is not None else "—"
         dims = f"{details.width}×{details.height}" if details.width else "—"
@@ -164,17 +168,33 @@ def _cache(details: CacheDetails, entry: LogEntry, context: CardContext) -> None
             st.caption(f"source {plain(details.source_url, MAX_MESSAGE_CHARS)}")
 
 
-def _image_or_text(image: str | bytes | None, url: str | None) -> None:
-    # An image we vouch for is shown; anything else is inert text, never a path or a fetch.
-    if image is not None:
-        st.image(image, width=140)
-    elif url:
+def _thumbnail(image: bytes | None, url: str | None) -> None:
+    """Bytes we read and vouched for, else a placeholder with the URL as inert text.
+
+    A URL is never handed to the browser as an image: when it does not load (the demo's
+    providers have stopped, a signed URL expired, a CDN is down) Streamlit draws a broken-image
+    icon, and no markup that could catch the error is rendered. Nothing is fetched here either.
+    """
+    st.image(placeholder_image() if image is None else image, width=THUMBNAIL_WIDTH)
+    if image is None and url:
         st.caption(plain(url, MAX_MESSAGE_CHARS))
 
 
-def _after_image(details: CacheDetails, context: CardContext) -> str | bytes | None:
-    if details.cache_location == "local":
-        # The dashboard reads the local cache itself, and only inside IMAGE_CACHE_DIR.
-        return cached_image(details.cache_path, context.image_cache_dir, context.max_pixels)
-    # A Cloudflare delivery URL is ours (built from the account hash), loaded by the browser.
-    return browser_image(details.after_url, fetched=details.cache_location == "cloudflare")
+def _cached_bytes(details: CacheDetails, context: CardContext) -> bytes | None:
+    if details.cache_location != "local":
+        return None  # a Cloudflare copy is a URL: shown as text
+    # The dashboard reads the local cache itself, and only inside IMAGE_CACHE_DIR.
+    return cached_image(details.cache_path, context.image_cache_dir, context.max_pixels)
+
+
+@cache
+def placeholder_image() -> bytes:
+    """A grey picture frame (PNG): where a thumbnail goes when we hold no bytes for it."""
+    image = Image.new("RGB", (THUMBNAIL_WIDTH, THUMBNAIL_WIDTH * 3 // 4), "#eef0f3")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, image.width - 1, image.height - 1), outline="#c9ced6", width=2)
+    draw.polygon([(22, 84), (58, 42), (82, 70), (96, 56), (118, 84)], fill="#c9ced6")
+    draw.ellipse((92, 22, 110, 40), fill="#c9ced6")
+    buffer = BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()

@@ -3,7 +3,8 @@
 Everything a log document holds came from a provider, a user or a URL, so it is untrusted.
 Streamlit renders labels, titles, captions and alerts as Markdown, and `st.image` reads any
 string that is not a URL as a path on the server: both are closed here, and pages use these
-helpers instead of passing store values on.
+helpers instead of passing store values on. Images reach the browser only as bytes read here
+from the image cache: a URL in a document is shown as text (see `dashboard.cards`).
 """
 
 import re
@@ -45,10 +46,12 @@ def plain(value: object, limit: int = MAX_CHARS) -> str:
 
 
 def browser_image(url: str | None, *, fetched: bool) -> str | None:
-    """A remote URL the viewer's browser may load: http(s), and fetched by the worker.
+    """A remote URL the viewer's browser could load: http(s), and fetched by the worker.
 
-    The worker fetched it only after every hop passed its address check, so the browser is
-    never sent to an address the worker refused (an intranet host, a tracker on loopback).
+    The worker fetched it only after every hop passed its address check, so a browser sent
+    there never reaches an address the worker refused (an intranet host, a tracker on
+    loopback). The pages hand the browser no image URL at all (one that fails to load shows
+    a broken image); `scripts.security_check` still probes this rule.
     """
     if not url or not fetched or url != url.strip():
         return None

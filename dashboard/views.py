@@ -1,7 +1,7 @@
 """Page code: lays out widgets; every query goes through `dashboard.data`."""
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, time
 
 import pandas as pd
@@ -11,12 +11,13 @@ from dashboard import data
 from dashboard.cards import CardContext, entry_card, pending_card
 from dashboard.charts import waterfall
 from dashboard.frames import counts_frame
+from dashboard.paging import IN_ORDER, in_pages, pager, table_in_pages
 from dashboard.safe import plain
 from service import queries
 from service.client import EnrichmentClient
 from service.errors import EnrichmentError
 from service.models import JobStatus, LogEntry
-from service.models.views import FamilyProgress
+from service.models.views import FamilyProgress, PendingJob
 from service.queries import RootFilters, latest_attempts, pending_jobs
 from service.registry import JOBS
 
@@ -24,6 +25,7 @@ REFRESH_SECONDS = 3
 # Up to this many jobs a family is drawn whole; past it, summarised and paged.
 WHOLE_FAMILY_LIMIT = 200
 RERUN_NOTICE = "rerun-notice"
+KICKED = "kicked-root"
 ORDER_LABELS = {"start": "in start order", "slowest": "slowest first", "newest": "newest first"}
 
 
@@ -34,7 +36,7 @@ def roots_view() -> None:
     page = int(st.session_state.get("roots_page", 0))
     frame = data.roots_page(filters, page)
     st.dataframe(frame, hide_index=True, width="stretch", key="roots_table")
-    _pager("roots_page", page, len(frame), "roots")
+    pager("roots_page", page, len(frame), "roots")
     for row in frame.to_dict("records"):
         title = plain(
             f"{row['job type']} · {row['entity']} · {row['status']} · {row['children']} children"
@@ -45,18 +47,6 @@ def roots_view() -> None:
         with st.expander(title, key=key, on_change="rerun"):
             if st.session_state.get(key):
                 family_view(str(row["job id"]))
-
-
-def _pager(key: str, page: int, shown: int, noun: str) -> None:
-    """Newer/older buttons for a list shown `data.PAGE_SIZE` rows at a time."""
-    previous, label, following = st.columns([1, 2, 1])
-    if previous.button("◀ newer", disabled=page == 0, key=f"{key}-newer"):
-        st.session_state[key] = page - 1
-        st.rerun()
-    label.caption(f"page {page + 1} · {shown} {noun}")
-    if following.button("older ▶", disabled=shown < data.PAGE_SIZE, key=f"{key}-older"):
-        st.session_state[key] = page + 1
-        st.rerun()
 
 
 def _root_filters() -> RootFilters:
@@ -87,16 +77,21 @@ def family_view(root_id: str) -> None:
         return
     st.altair_chart(waterfall(entries), width="stretch")
     config = data.settings()
-    for job in queries.unfinished(
+    unfinished = queries.unfinished(
         root_id,
         entries,
         max_attempts=config.job_max_attempts,
         lease_seconds=config.job_lease_seconds,
         now=datetime.now(UTC),
-    ):
-        pending_card(job)
-    _cards(entries)
+    )
+    in_pages(unfinished, f"pending-{root_id}", "unfinished jobs", _pending_cards)
+    in_pages(entries, f"cards-{root_id}", "entries", lambda page: _cards(page, family=entries))
     _refresh_while(bool(pending_jobs(root_id, entries, config.job_max_attempts)))
+
+
+def _pending_cards(jobs: Sequence[PendingJob]) -> None:
+    for job in jobs:
+        pending_card(job)
 
 
 def large_family_view(root_id: str, progress: FamilyProgress) -> None:
@@ -118,11 +113,15 @@ def large_family_view(root_id: str, progress: FamilyProgress) -> None:
     if entries:
         st.altair_chart(waterfall(entries), width="stretch")
     _cards(entries)
-    _pager(key, page, len(entries), "entries")
+    pager(key, page, len(entries), "entries", labels=IN_ORDER)
     _refresh_while(progress.remaining > 0)
 
 
-def _cards(entries: list[LogEntry]) -> None:
+def _cards(entries: Sequence[LogEntry], *, family: Sequence[LogEntry] = ()) -> None:
+    """Cards for `entries`, re-run buttons decided over the whole `family` when given.
+
+    A job's latest attempt may be on another page than the attempt shown.
+    """
     config = data.settings()
     ids = tuple(dict.fromkeys(entry.job_id for entry in entries if entry.job_id))
     context = CardContext(
@@ -131,7 +130,7 @@ def _cards(entries: list[LogEntry]) -> None:
         reruns=data.reruns(ids) if ids else {},
         rerunnable=frozenset(
             (job_id, latest.attempt)
-            for job_id, latest in latest_attempts(entries).items()
+            for job_id, latest in latest_attempts(list(family or entries)).items()
             if _rerunnable(latest)
         ),
         on_rerun=None if config.dashboard_read_only else _rerun,
@@ -231,7 +230,11 @@ def kick_view() -> None:
         except EnrichmentError as exc:
             st.error(plain(exc, 1_000))
         else:
-            st.success(f"Kicked root {root_id}: it appears in the table once a worker runs it.")
+            st.session_state[KICKED] = root_id
+    # The latest kick's family, drawn live under the form (it is on the Roots page as well).
+    if kicked := st.session_state.get(KICKED):
+        st.success(f"Kicked root {kicked}: its family fills in below as a worker runs it.")
+        family_view(str(kicked))
 
 
 async def _kick(
@@ -248,13 +251,14 @@ def search_view() -> None:
     st.title("Entity search")
     text = st.text_input("artist or album name, or id")
     if text.strip():
-        st.dataframe(data.entity_roots(text), hide_index=True, width="stretch")
+        # A page of its own per search: a new search starts on its first page.
+        table_in_pages(data.entity_roots(text), f"search-page-{text}", "roots")
 
 
 def orphans_view() -> None:
     """Entries whose root log is gone: incomplete families."""
     st.title("Orphans")
-    st.dataframe(data.orphans(), hide_index=True, width="stretch")
+    table_in_pages(data.orphans(), "orphans_page", "missing roots")
 
 
 def dead_letters_view() -> None:
@@ -272,4 +276,4 @@ def _paged_table(title: str, key: str, load: Callable[[int], pd.DataFrame], noun
     page = int(st.session_state.get(key, 0))
     frame = load(page)
     st.dataframe(frame, hide_index=True, width="stretch")
-    _pager(key, page, len(frame), noun)
+    pager(key, page, len(frame), noun)

@@ -108,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_service_commands(commands: Subparsers) -> None:
     demo = commands.add_parser("demo", help="run the offline demo on the embedded defaults")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="then keep its local providers and a worker running and serve the dashboard "
+        "(needs Redis); Ctrl-C stops them",
+    )
+    demo.add_argument("--port", type=int, help="with --serve: instead of DASHBOARD_PORT (8501)")
     demo.set_defaults(command=_demo)
     store = commands.add_parser("store", help="serve the embedded store (SQLite-backed)")
     store.add_argument("--port", type=int, help="instead of EMBEDDED_STORE_PORT")
@@ -229,6 +236,12 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     # Stopping the demo's in-process worker cancels its listener, which taskiq reports as a
     # warning: expected here, and noise in the demo's output.
     logging.getLogger("taskiq.receiver").setLevel(logging.ERROR)
+    if args.serve:
+        from service.demo.serve import serve_demo
+
+        return await serve_demo(settings, console, port=args.port or settings.dashboard_port)
+    if args.port is not None:
+        raise InvalidRequestError("--port is the dashboard's: give it with --serve")
     await run_demo(settings, console)
     return 0
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from service.config import Settings
 from service.demo.catalogue import DEMO_ALBUM_MBIDS, DEMO_ALBUM_QUERIES, DEMO_ARTIST_NAMES
 from service.demo.run import run_demo
+from service.embedded_store import is_listening
 from service.store import FRESHNESS, LOGS, make_mongo_client
 from tests.helpers import free_port
 
@@ -44,6 +45,9 @@ async def test_demo_command_runs_end_to_end(
     )
     assert done.returncode == 0, done.stderr
     assert "broker: Redis stream enrichment-demo-" in done.stdout
+    # It ends by saying how to see all this in the dashboard, and how to kick from there.
+    assert "uv run enrichment dashboard, then open http://127.0.0.1:8501" in done.stdout
+    assert "uv run enrichment demo --serve" in done.stdout.splitlines()[-1]
     for title, _ in DEMO_ALBUM_QUERIES:
         assert title in done.stdout
 
@@ -124,3 +128,42 @@ async def test_demo_without_redis_or_mongodb_starts_its_own_store(tmp_path: Path
     assert statuses["Mira Kestrel"] == "success"
     assert statuses["The Album That Never Was — Nobody In Particular"] == "skipped"
     assert (tmp_path / "store.sqlite").exists()
+
+
+async def test_demo_serve_without_redis_says_it_needs_redis_and_starts_nothing(
+    tmp_path: Path,
+) -> None:
+    # The dashboard's Kick form reaches the demo's worker through Redis: no Redis, no serving.
+    env = {**os.environ, "COLUMNS": "200", "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    env.pop("MONGODB_URL", None)
+    env.update(ENRICHMENT_DATA_DIR=str(tmp_path), EMBEDDED_STORE_PORT=str(free_port()))
+    port = free_port()
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "service.cli", "demo", "--serve", "--port", str(port)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    said = " ".join(done.stdout.split())
+    assert "demo --serve needs Redis" in said
+    assert "without --serve" in said
+    # Refused before anything started: no demo output, no store, no dashboard.
+    assert "broker:" not in said
+    assert not (tmp_path / "store.sqlite").exists()
+    assert not is_listening(port)
+
+
+async def test_the_demos_port_belongs_to_serve(tmp_path: Path) -> None:
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "service.cli", "demo", "--port", "8600"],
+        env={**os.environ, "ENRICHMENT_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "--port is the dashboard's: give it with --serve" in done.stdout

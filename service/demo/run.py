@@ -3,12 +3,16 @@
 import asyncio
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from rich.console import Console
 
+from dashboard.command import local_url
 from service.broker import create_broker, in_process_worker
 from service.client import EnrichmentClient
 from service.config import Settings
@@ -54,6 +58,10 @@ def demo_settings(
             "queue_name": queue_name,
             "job_retry_delay_seconds": 0.5,
             "provider_backoff_seconds": 0.2,
+            # The look-alikes answer at once and offline: every kick asks them again (a kick
+            # from the dashboard runs its whole chain), and Ctrl-C ends running jobs quickly.
+            "enrich_fresh_days": 0,
+            "shutdown_grace_seconds": 3.0,
         }
     )
 
@@ -69,12 +77,30 @@ async def redis_reachable(url: str) -> bool:
         await redis.aclose()
 
 
-async def run_demo(settings: Settings, console: Console) -> list[Timeline]:
-    """Kick the demo roots, wait for every family and print each timeline."""
+@dataclass(frozen=True)
+class DemoSession:
+    """A running demo: its settings, a client kicking onto its worker, its local providers."""
+
+    config: Settings
+    client: EnrichmentClient
+    local: LocalProviders
+
+
+async def open_store(settings: Settings, console: Console) -> None:
+    """Start the embedded store unless one is running or MONGODB_URL is set; say which."""
     store_url = await asyncio.to_thread(ensure_store, settings)
-    use_redis = await redis_reachable(settings.redis_url)
-    queue_name = f"enrichment-demo-{uuid.uuid4().hex[:8]}"
     console.print(f"store: {redact_url(store_url)}")
+
+
+@asynccontextmanager
+async def demo_session(
+    settings: Settings, console: Console, *, use_redis: bool
+) -> AsyncIterator[DemoSession]:
+    """The local providers and a worker on a queue of the demo's own, until the block ends.
+
+    On the way out the worker stops, then the providers, and the queue's streams are dropped.
+    """
+    queue_name = f"enrichment-demo-{uuid.uuid4().hex[:8]}"
     console.print(f"broker: {'Redis stream ' + queue_name if use_redis else 'in-process'}")
     with LocalProviders(
         musicbrainz_rate_per_second=DEMO_SERVER_RATE,
@@ -91,15 +117,36 @@ async def run_demo(settings: Settings, console: Console) -> list[Timeline]:
                 in_process_worker(broker),
                 EnrichmentClient(config, broker=broker) as client,
             ):
-                roots = await _kick_roots(client)
-                console.print(f"kicked {len(roots)} root jobs; waiting for their families…")
-                timelines = [await client.wait_for_root(r, FAMILY_TIMEOUT_SECONDS) for r in roots]
+                yield DemoSession(config, client, local)
         finally:
             if use_redis:
                 await _drop_stream(settings.redis_url, queue_name)
+
+
+async def run_demo(settings: Settings, console: Console) -> list[Timeline]:
+    """Kick the demo roots, wait for every family, print each timeline; say what next."""
+    await open_store(settings, console)
+    use_redis = await redis_reachable(settings.redis_url)
+    async with demo_session(settings, console, use_redis=use_redis) as session:
+        timelines = await run_families(session, console)
+    url = local_url(settings, settings.dashboard_port)
+    console.print(
+        f"See them in the dashboard: uv run enrichment dashboard, then open {url}\n"
+        "To kick albums from that page and watch their families fill in, offline: "
+        "uv run enrichment demo --serve"
+    )
+    return timelines
+
+
+async def run_families(session: DemoSession, console: Console) -> list[Timeline]:
+    """Kick the demo's roots, wait for their families and print their timelines."""
+    roots = await _kick_roots(session.client)
+    console.print(f"kicked {len(roots)} root jobs; waiting for their families…")
+    timelines = [await session.client.wait_for_root(root, FAMILY_TIMEOUT_SECONDS) for root in roots]
     for timeline in timelines:
         console.print(timeline_table(timeline))
-    console.print(f"{len(local.musicbrainz_requests())} MusicBrainz requests served locally.")
+    served = len(session.local.musicbrainz_requests())
+    console.print(f"{served} MusicBrainz requests served locally.")
     console.print("Browse again with: uv run enrichment roots / uv run enrichment timeline JOB_ID")
     return timelines
 

@@ -140,6 +140,9 @@ async def test_kick_form_starts_a_root(client: EnrichmentClient, dashboard_env: 
     run(at)
     [message] = at.success
     root_id = message.value.split()[2].rstrip(":")
+    # The kicked root's family is drawn under the form at once, from its queued entry on.
+    cards = [shown(m.value) for m in at.markdown if "attempt" in m.value]
+    assert any("enrich_album** · Paper Harbors" in card for card in cards), cards
     family = await client.wait_for_root(root_id, timeout=60)
     assert family.root[0].entity_name == "Paper Harbors"
 
@@ -313,3 +316,96 @@ async def test_read_only_dashboards_offer_no_re_run(
     run(at)
     assert at.markdown  # the family is shown
     assert not [button for button in at.button if str(button.key).startswith("rerun-")]
+
+
+# Marks that only an emoji font draws (a stock headless Chromium shows boxes instead).
+EMOJI = re.compile("[\u2300-\u23ff\u2600-\u27bf\ufe0f\U0001f000-\U0001faff]")
+
+
+async def test_status_marks_need_no_emoji_font(seeded: dict[str, str]) -> None:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["root"] = seeded["Copper Wires"]
+    run(at)
+    cards = [m.value for m in at.markdown if "attempt" in m.value]
+    marks = {card.partition(" ")[0] for card in cards}
+    # Streamlit's own Material Symbols font: the root succeeded, its artist and cover failed.
+    assert marks == {":green[:material/check_circle:]", ":red[:material/cancel:]"}, cards
+    everything = [*(m.value for m in at.markdown), *(c.value for c in at.caption),
+                  *(e.value for e in at.error), *(i.value for i in at.info),
+                  *(t.value for t in at.title)]  # fmt: skip
+    assert not [text for text in everything if EMOJI.search(text)]
+
+
+def _start() -> datetime:
+    from datetime import timedelta
+
+    return datetime.now(UTC) - timedelta(minutes=5)
+
+
+def _pages_of(at: AppTest, key: str) -> str:
+    [caption] = [c.value for c in at.caption if c.value.startswith("page ")]
+    assert at.button(key=f"{key}-next")
+    return caption
+
+
+async def test_a_small_familys_cards_and_unfinished_jobs_are_paged(
+    dashboard_env: None, mongo: Any, settings: Any
+) -> None:
+    start = _start()
+    root = {"jobId": "big", "attempt": 1, "isRootJob": True, "parentJobId": None,
+            "jobType": "enrich_library", "status": "success", "startedAt": start,
+            "spawnedJobIds": [f"q{i:02}" for i in range(60)]}  # fmt: skip
+    children = [
+        {"jobId": f"q{i:02}", "attempt": 1, "isRootJob": False, "parentJobId": "big",
+         "jobType": "enrich_album", "status": "queued", "entityName": f"Album {i}",
+         "queuedAt": start, "startedAt": start}
+        for i in range(60)
+    ]  # fmt: skip
+    await mongo[settings.mongodb_db][LOGS].insert_many([root, *children])
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["root"] = "big"
+    run(at)
+    assert len([m for m in at.markdown if "attempt" in m.value]) == 50  # not all 61
+    assert len(at.info) == 50  # pending cards: not all 60
+    at.button(key="cards-big-next").click()
+    run(at)
+    assert len([m for m in at.markdown if "attempt" in m.value]) == 11
+    at.button(key="pending-big-next").click()
+    run(at)
+    assert len(at.info) == 10
+    assert at.button(key="cards-big-next").disabled
+
+
+async def test_orphans_are_paged(dashboard_env: None, mongo: Any, settings: Any) -> None:
+    start = _start()
+    await mongo[settings.mongodb_db][LOGS].insert_many([
+        {"jobId": f"o{i:02}", "attempt": 1, "isRootJob": False, "parentJobId": f"gone-{i:02}",
+         "jobType": "cache_image", "status": "success", "startedAt": start}
+        for i in range(60)
+    ])  # fmt: skip
+    at = run(AppTest.from_function(_orphans_script, default_timeout=30))
+    assert len(at.dataframe[0].value) == 50
+    assert _pages_of(at, "orphans_page") == "page 1 of 2 · 60 missing roots"
+    at.button(key="orphans_page-next").click()
+    run(at)
+    assert len(at.dataframe[0].value) == 10
+
+
+async def test_entity_search_results_are_paged(
+    dashboard_env: None, mongo: Any, settings: Any
+) -> None:
+    start = _start()
+    await mongo[settings.mongodb_db][LOGS].insert_many([
+        {"jobId": f"r{i:02}", "attempt": 1, "isRootJob": True, "parentJobId": None,
+         "jobType": "enrich_artist", "status": "success", "entityName": "Mira Kestrel",
+         "entitySearch": ["mira kestrel"], "startedAt": start}
+        for i in range(60)
+    ])  # fmt: skip
+    at = run(AppTest.from_function(_search_script, default_timeout=30))
+    at.text_input[0].set_value("mira")
+    run(at)
+    assert len(at.dataframe[0].value) == 50
+    assert _pages_of(at, "search-page-mira") == "page 1 of 2 · 60 roots"
+    at.button(key="search-page-mira-next").click()
+    run(at)
+    assert len(at.dataframe[0].value) == 10

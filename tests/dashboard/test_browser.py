@@ -2,12 +2,16 @@
 
 import asyncio
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
@@ -15,11 +19,14 @@ from urllib.parse import quote
 
 import pytest
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+from redis import Redis
 
 from service.client import EnrichmentClient
 from service.config import Settings
 from service.demo.providers import LocalProviders
-from tests.dashboard.hostile import HOSTILE, LINK, TRACKER, seed_family
+from service.embedded_store import is_listening
+from service.store import LOGS
+from tests.dashboard.hostile import HOSTILE, LINK, TRACKER, cache_entry, seed_family
 from tests.helpers import DASHBOARD_APP as APP
 from tests.helpers import free_port
 
@@ -226,3 +233,147 @@ async def test_provider_markup_renders_as_text(
 async def read(locator: Locator) -> str:
     """What a reader sees (the invisible word joiners that break autolinks taken out)."""
     return (await locator.first.inner_text()).replace("\u2060", "")
+
+
+async def test_an_image_that_cannot_load_shows_a_placeholder(
+    dashboard_url: str, page: Page, mongo: Any, settings: Settings
+) -> None:
+    gone = f"http://127.0.0.1:{free_port()}/images/cover.png"  # nothing serves it any more
+    await seed_family(
+        mongo, settings, "root-gone",
+        cache_entry("c1", beforeUrl=gone, beforeUrlFetched=True, cachePath="ab/missing.png"),
+        cache_entry("c2", beforeUrl=gone, beforeUrlFetched=True, cacheLocation="cloudflare",
+                    afterUrl=f"{gone}?variant=public"),
+    )  # fmt: skip
+    await page.goto(f"{dashboard_url}/?root=root-gone")
+    await page.wait_for_selector(READY, timeout=30_000)
+    images = page.locator('[data-testid="stImage"] img')
+    await expect(images.first).to_be_visible(timeout=30_000)
+    assert await broken_images(page) == []
+    await expect(images).to_have_count(4)  # before and after, twice: placeholders
+    assert "127.0.0.1" in await read(page.locator("body"))  # the URLs, as text
+
+
+async def broken_images(page: Page) -> list[str]:
+    """The image sources on the page that did not load (a broken-image icon each)."""
+    await page.wait_for_function(
+        "[...document.images].every(image => image.complete)", timeout=30_000
+    )
+    return list(
+        await page.evaluate(
+            "[...document.images].filter(image => image.naturalWidth === 0).map(i => i.src)"
+        )
+    )
+
+
+@dataclass
+class ServedDemo:
+    """`enrichment demo --serve` in a child process, and what it has printed so far."""
+
+    process: subprocess.Popen[str]
+    port: int
+    lines: list[str] = field(default_factory=list)
+
+    def read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    async def printed(self, pattern: str, seconds: float) -> re.Match[str]:
+        """The first printed line matching `pattern`, waiting for it up to `seconds`."""
+        deadline = time.monotonic() + seconds
+        while True:
+            for line in list(self.lines):
+                if found := re.search(pattern, line):
+                    return found
+            assert self.process.poll() is None, "".join(self.lines)
+            assert time.monotonic() < deadline, "".join(self.lines)
+            await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+def served_demo(settings_env: dict[str, str], mongo: Any, tmp_path: Path) -> Iterator[ServedDemo]:
+    """The demo as a newcomer serves it: only the store, database and Redis from the test."""
+    env = {**os.environ, "COLUMNS": "200"}
+    env.update({k: settings_env[k] for k in ("MONGODB_URL", "MONGODB_DB", "REDIS_URL")})
+    env.update(ENRICHMENT_DATA_DIR=str(tmp_path / "data"), IMAGE_CACHE_DIR=str(tmp_path / "images"))
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "demo", "--serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    demo = ServedDemo(process, port)
+    reader = threading.Thread(target=demo.read, daemon=True)
+    reader.start()
+    yield demo
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    reader.join(10)  # the pipe ends with the process
+    assert process.stdout is not None
+    process.stdout.close()
+
+
+async def test_demo_serve_fills_a_kicked_family_live_then_stops_on_ctrl_c(
+    served_demo: ServedDemo, page: Page, mongo: Any, settings: Settings
+) -> None:
+    queue = (await served_demo.printed(r"broker: Redis stream (\S+)", 120))[1]
+    url = (await served_demo.printed(r"Dashboard: (http://\S+)", 300))[1]
+    assert url == f"http://127.0.0.1:{served_demo.port}"
+
+    await page.goto(f"{url}/kick")
+    await page.wait_for_selector(READY, timeout=60_000)
+    await page.get_by_label("album title or artist name").fill("Tidal Glass")
+    await page.get_by_label("artist (albums)").fill("Vela Nord")
+    await page.get_by_role("button", name="Kick").click()
+    kicked = page.get_by_text("Kicked root")
+    await expect(kicked).to_be_visible(timeout=30_000)
+    root_id = (await kicked.inner_text()).split()[2].rstrip(":")
+    await page.evaluate("window.stillTheSamePage = true")  # a reload would forget it
+    bars = page.locator('[data-testid="stVegaLiteChart"] g.mark-rect path')
+    await expect(page.get_by_text("Still running")).to_be_visible(timeout=30_000)
+    first = await bars.count()
+
+    # No reload from here: the family grows on the page until every job has finished.
+    await expect(page.get_by_text("Still running")).to_have_count(0, timeout=120_000)
+    family = {"$or": [{"jobId": root_id}, {"parentJobId": root_id}]}
+    attempts = await mongo[settings.mongodb_db][LOGS].count_documents(family)
+    assert attempts >= 5  # the album, its cover, its artist, the Discogs match, its photo
+    await expect(bars).to_have_count(attempts, timeout=30_000)
+    assert first < attempts
+    assert await page.evaluate("window.stillTheSamePage === true")
+
+    # The axis reads as offsets from the root's start; marks and images need nothing extra.
+    x_axis = page.locator('[data-testid="stVegaLiteChart"] g[aria-label^="X-axis"] text')
+    ticks = [t for t in await x_axis.all_text_contents() if t.strip()]
+    assert len(ticks) >= 2, ticks
+    assert all(re.fullmatch(r"\+\d+\.\d s", tick) for tick in ticks), ticks
+    # A status mark per card, drawn from Streamlit's Material Symbols font (no emoji font).
+    marks = page.locator('[data-testid="stMarkdownContainer"] [role="img"][aria-label$=" icon"]')
+    assert await marks.count() >= attempts
+    assert await broken_images(page) == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "dashboard-demo-serve.png"), full_page=True)
+
+    # The new root is on the Roots page too, beside the demo's eight.
+    await page.get_by_role("link", name="Roots").click()
+    summaries = page.locator('[data-testid="stExpander"] summary')
+    await expect(summaries).to_have_count(9, timeout=30_000)
+    await expect(summaries.filter(has_text="Tidal Glass")).to_have_count(2)
+    assert await page.evaluate("window.stillTheSamePage === true")
+
+    # Ctrl-C stops all it started: the dashboard, the worker and providers, the demo's streams.
+    served_demo.process.send_signal(signal.SIGINT)
+    assert await asyncio.to_thread(served_demo.process.wait, 60) == 0
+    await served_demo.printed("Stopped the dashboard, the worker and the local providers", 5)
+    assert not is_listening(served_demo.port)
+    with Redis.from_url(settings.redis_url) as redis:
+        assert not redis.exists(queue)
+        assert not list(redis.scan_iter(match=f"{queue}:*"))

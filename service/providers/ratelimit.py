@@ -260,6 +260,8 @@ class SharedRateLimiter:
     def __init__(self, storage_uri: str, item: RateLimitItem, key: str) -> None:
         self._slots = open_slots(storage_uri, item, key)
         self._key = key
+        # Metrics name the budget without its RATE_LIMIT_NAMESPACE prefix.
+        self._label = key.rpartition(":")[2]
         window = float(item.get_expiry())
         self._allowance = max(window * NETWORK_ALLOWANCE_SHARE, MIN_NETWORK_ALLOWANCE_SECONDS)
 
@@ -271,8 +273,8 @@ class SharedRateLimiter:
         while (wait := await self._redis_call(self._slots.take, token)) > 0:
             await _wait(max(wait, MIN_WAIT_SECONDS))
         timer = RequestTimer()
-        BUDGET_REQUESTS.labels(self._key).inc()
-        BUDGET_WAIT_SECONDS.labels(self._key).inc(timer.granted - asked)
+        BUDGET_REQUESTS.labels(self._label).inc()
+        BUDGET_WAIT_SECONDS.labels(self._label).inc(timer.granted - asked)
         try:
             yield timer
         finally:

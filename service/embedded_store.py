@@ -7,6 +7,7 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from service.config import Settings
 from service.errors import StoreUnavailableError
@@ -88,16 +89,42 @@ def _spawn_embedded_store(settings: Settings) -> None:
         time.sleep(0.1)
 
 
+def indexed_id_engine(path: str) -> Any:
+    """mongoeco's SQLite engine, checking a non-numeric `_id` for duplicates on its index only.
+
+    mongoeco 4.11 checks every single insert and upsert for a duplicate `_id` by decoding every
+    document of the collection (`scan_payload_id=True`), so a write costs time proportional
+    to the collection (110 ms at 1,000 logs, 1.1 s at 10,000). The scan is there for numeric
+    ids, where 1, 1.0 and Int64(1) are one id under different storage keys; an ObjectId or a
+    string has one storage key, which the engine's own keyed lookup checks exactly. No
+    setting turns the scan off, hence this subclass; `tests/service/test_embedded_store.py`
+    fails if a mongoeco release renames what it overrides.
+    """
+    from mongoeco.core.identity import id_contains_numeric_value
+    from mongoeco.engines.sqlite import SQLiteEngine
+
+    class IndexedIdEngine(SQLiteEngine):
+        def _validate_document_against_unique_indexes(
+            self, db_name: str, coll_name: str, document: Any, **options: Any
+        ) -> None:
+            if options.get("scan_payload_id"):
+                options["scan_payload_id"] = id_contains_numeric_value(document.get("_id"))
+            super()._validate_document_against_unique_indexes(
+                db_name, coll_name, document, **options
+            )
+
+    return IndexedIdEngine(path)
+
+
 async def serve_embedded_store(
     settings: Settings, on_ready: Callable[[str], Awaitable[None] | None] | None = None
 ) -> None:
     """Serve the MongoDB wire protocol from SQLite at `store_path` until cancelled."""
     # Imported here: only the `store` command needs the server side of mongoeco.
-    from mongoeco.engines.sqlite import SQLiteEngine
     from mongoeco.wire import AsyncMongoEcoProxyServer
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = SQLiteEngine(str(settings.store_path))
+    engine = indexed_id_engine(str(settings.store_path))
     server = AsyncMongoEcoProxyServer(
         engine=engine, host="127.0.0.1", port=settings.embedded_store_port
     )

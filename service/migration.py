@@ -22,7 +22,7 @@ from service.errors import MigrationError, StoreUnavailableError
 from service.executors import Record
 from service.models import EnrichmentLog
 from service.models.logs import search_keys
-from service.store import chunks, ensure_indexes, run_sync
+from service.store import FAMILIES, chunks, ensure_indexes, run_sync
 
 NO_ROOT_FLAG = {"isRootJob": {"$exists": False}}
 # Every BSON type an _id can have, in MongoDB's sort order ("number": int, long, double, decimal).
@@ -93,6 +93,7 @@ class LegacyMigration:
             ("tagged legacy", "tagged legacy", self._legacy),
             ("startedAt filled", "startedAt filled", self._started_at),
             ("search keys filled", "search keys filled", self._search_keys),
+            ("families recorded", "families recorded", self._families),
         ]
         if not self._dry:
             steps.insert(0, ("indexes", "indexes", self._ensure_indexes))
@@ -190,6 +191,36 @@ class LegacyMigration:
             self.report.record(rule, [doc["_id"] for doc in docs])
             self._progress(rule, len(docs))
 
+    def _families(self) -> None:
+        """A `job_families` record for every root that children name and that has none.
+
+        Logs written before the records existed (by an older release, or copied in) would
+        otherwise leave their orphans out of the Orphans view. One pass over the children's
+        parent references, here and once, so that the view never needs one.
+        """
+        rule, families = "families recorded", self._logs.database[FAMILIES]
+        groups = self._logs.aggregate([
+            # Not a self-named root (the rule above drops its parentJobId; a dry run keeps it).
+            {"$match": {
+                "parentJobId": {"$exists": True, "$ne": None},
+                "$expr": {"$ne": ["$parentJobId", "$jobId"]},
+            }},
+            {"$group": {"_id": "$parentJobId", "since": {"$min": "$startedAt"}}},
+        ])  # fmt: skip
+        self.report.round_trips += 1
+        for batch in chunks([group for group in groups if group["_id"] not in (None, "")]):
+            known = {
+                doc["_id"] for doc in families.find({"_id": {"$in": [g["_id"] for g in batch]}})
+            }
+            self.report.round_trips += 1
+            new = [group for group in batch if group["_id"] not in known]
+            if new and not self._dry:
+                writes = [record_family(group) for group in new]
+                families.bulk_write(writes, ordered=False)
+                self.report.round_trips += 1
+            self.report.changed[rule] += len(new)  # records, not log documents
+            self._progress(rule, len(batch))
+
     def _update(self, rule: str, query: Record, values: Record) -> None:
         """Set `values` on every match, a batch of ids at a time."""
         for batch in self._batches(query):
@@ -230,6 +261,13 @@ class LegacyMigration:
     def _count(self, query: Record) -> int:
         self.report.round_trips += 1
         return self._logs.count_documents(query)
+
+
+def record_family(group: Record) -> UpdateOne:
+    """The write that records one family (its root id and first start) if not yet recorded."""
+    return UpdateOne(
+        {"_id": group["_id"]}, {"$setOnInsert": {"since": group["since"]}}, upsert=True
+    )
 
 
 def keep_existing(values: Record) -> list[Record]:

@@ -24,7 +24,7 @@ from service.models.views import (
     RootSummary,
     Timeline,
 )
-from service.store import DEAD_LETTERS, LOGS, chunks
+from service.store import DEAD_LETTERS, FAMILIES, LOGS, chunks
 
 NEWEST_FIRST = (("startedAt", -1),)
 ENTITY_SEARCH_LIMIT = 500
@@ -190,34 +190,43 @@ def entity_roots(text: str, *, limit: int = ENTITY_SEARCH_LIMIT) -> Plan[list[En
 
 
 def orphans() -> Plan[list[OrphanFamily]]:
-    """Families whose root log is gone: one aggregation, then the roots looked up in chunks."""
-    groups = yield Aggregate(
-        LOGS,
-        [
-            # Any parent reference counts, even one an old release stored as a number.
-            {"$match": {"parentJobId": {"$exists": True, "$ne": None}}},
-            {
-                "$group": {
-                    "_id": "$parentJobId",
-                    "entries": {"$sum": 1},
-                    "firstStarted": {"$min": "$startedAt"},
-                }
-            },
-        ],
-    )
-    parents = [group["_id"] for group in groups if group["_id"] not in (None, "")]
-    present: set[str] = set()
-    for chunk in chunks(parents):
-        found = yield Find(LOGS, {"jobId": {"$in": chunk}}, projection={"jobId": 1})
-        present |= {doc["jobId"] for doc in found}
-    missing = [
+    """Families whose root log is gone, from the family records, never from every child's log.
+
+    Three reads whatever the history: the family records (one small document per root), the
+    roots' job ids, then only the orphans' own entries, counted. The first two grow with the
+    number of families, not with their entries; the third with what the view shows.
+    """
+    families = yield Find(FAMILIES, {}, projection={"_id": 1})
+    roots = yield Find(LOGS, {"isRootJob": True}, projection={"_id": 0, "jobId": 1})
+    present = {_key(doc.get("jobId")) for doc in roots}
+    missing = [doc["_id"] for doc in families if _key(doc["_id"]) not in present]
+    groups: list[Record] = []
+    for chunk in chunks(missing):
+        groups += yield Aggregate(
+            LOGS,
+            [
+                {"$match": {"parentJobId": {"$in": chunk}}},
+                {
+                    "$group": {
+                        "_id": "$parentJobId",
+                        "entries": {"$sum": 1},
+                        "firstStarted": {"$min": "$startedAt"},
+                    }
+                },
+            ],
+        )
+    found = [
         OrphanFamily(
             missing_root=str(g["_id"]), entries=g["entries"], first_started=g["firstStarted"]
         )
         for g in groups
-        if g["_id"] not in (None, "") and g["_id"] not in present
     ]
-    return sorted(missing, key=lambda family: (family.first_started is None, family.first_started))
+    return sorted(found, key=lambda family: (family.first_started is None, family.first_started))
+
+
+def _key(job_id: Any) -> Any:
+    # Old releases stored some ids as numbers: a set holds any of them, a list would not hash.
+    return repr(job_id) if isinstance(job_id, dict | list) else job_id
 
 
 def legacy_logs(*, limit: int, skip: int = 0) -> Plan[list[LogEntry]]:

@@ -1,7 +1,8 @@
 """Retention: whole families deleted once their last entry is old, never one still working.
 
-A family goes as a whole (the root's entries, every descendant's, its `job_claims`), so no
-pruning ever leaves orphans. A family with a queued or running entry is kept, however old.
+A family goes as a whole (the root's entries, every descendant's, its `job_claims` and its
+record in `job_families`), so no pruning ever leaves orphans. A family with a queued or
+running entry is kept, however old.
 Soft orphans (roots deleted by hand) are not families here: they stay visible as before.
 """
 
@@ -46,6 +47,7 @@ async def prune(store: Store, *, older_than: datetime, dry_run: bool) -> PruneRe
             if old:  # a batch of families: two deletes, not two per family
                 report.entries += await _delete(store.logs, _families(old), dry_run)
                 report.claims += await _delete(store.claims, _claims(old), dry_run)
+                await _delete(store.families, {"_id": {"$in": old}}, dry_run)
     except PyMongoError as exc:
         raise StoreUnavailableError(f"could not prune: {exc}") from exc
     report.families = len(report.roots)

@@ -63,6 +63,7 @@ from service.spawning import (
     kick_job,
     parent_of,
     queued_entry,
+    record_family,
     validated_payload,
 )
 from service.streams import MAX_ATTEMPT_LABEL, Entry, LeasedStreamBroker, Poison, lane_of
@@ -383,6 +384,8 @@ class JobRunner:
             lineage = {"parent_job_id": root_id, "force": parent.force or spawn.payload.force}
             payload = spawn.payload.model_copy(update=lineage)
             children.append((child_id, spawn.job_type, payload))
+        if children:  # the family's record first: no child's log exists without it
+            await record_family(self._resources.store.families, root_id)
         # Every child is on the timeline (queued) before the first is sent: one bulk write.
         await queue_entries(
             self._logs,

@@ -41,6 +41,10 @@ ALBUMS = Album.Settings.name
 ARTISTS = Artist.Settings.name
 # One document per (root, processor, entity) a family has spawned: see `service.spawning`.
 CLAIMS = "job_claims"
+# One document per root whose jobs have spawned children (`_id` = the root's job id), kept
+# when the root's own log is deleted: how the Orphans view finds deleted roots' families
+# without reading their entries (see `service.spawning.record_family`).
+FAMILIES = "job_families"
 # Stream entries that could not be jobs (see `service.streams`).
 DEAD_LETTERS = "dead_letters"
 # What each processor last learned about each entity, and when (see `service.freshness`).
@@ -77,6 +81,11 @@ class Store:
     def claims(self) -> AsyncCollection[Record]:
         """`job_claims`: which job of a family runs a processor for an entity."""
         return self.database[CLAIMS]
+
+    @property
+    def families(self) -> AsyncCollection[Record]:
+        """`job_families`: every root that has children, kept when its log is deleted."""
+        return self.database[FAMILIES]
 
     @property
     def freshness(self) -> AsyncCollection[Record]:

@@ -1,5 +1,6 @@
 """Shared fixtures: a real store over the wire, real Redis, real HTTP on loopback."""
 
+import gc
 import os
 import threading
 import uuid
@@ -52,6 +53,17 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own hook reads it
     return WORKERS_PER_CPU * (os.process_cpu_count() or 1)
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect each test's garbage as it ends: a connection it leaked fails it, not a later test.
+
+    A leaked client is only found when the collector frees it, so a ResourceWarning used to
+    surface in whichever test happened to run next in the same process.
+    """
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import streamlit as st
+from pymongo import monitoring
 from streamlit.testing.v1 import AppTest
 
 from scripts.commands import CommandCounter
@@ -13,7 +14,7 @@ from service import queries
 from service.client import EnrichmentClient
 from service.executors import SyncExecutor
 from service.queries import RootFilters
-from service.store import DEAD_LETTERS, LOGS, make_sync_client
+from service.store import DEAD_LETTERS, FAMILIES, LOGS, make_sync_client
 from tests.helpers import DASHBOARD_APP
 
 APP = DASHBOARD_APP
@@ -87,8 +88,41 @@ async def test_orphans_cost_the_same_few_queries_however_many_roots_are_missing(
     assert {family.missing_root for family in families} == set(seeded.values())
     # Entries are attempts: Copper Wires' artist failed three times, its cover once.
     assert sorted(family.entries for family in families) == [4, 7]
-    # One aggregation over the families, one lookup of their roots: not one query per root.
-    assert counter.count == 2
+    # The family records, the roots' ids, one aggregation of the orphans' entries: not one
+    # query per missing root.
+    assert counter.count == 3
+
+
+class CommandLog(monitoring.CommandListener):
+    """Every command sent to the store, as sent."""
+
+    def __init__(self) -> None:
+        self.commands: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.commands.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_orphans_read_the_entries_of_missing_roots_only(
+    seeded: dict[str, str], mongo: Any, settings: Any
+) -> None:
+    # A whole-library run's ten thousand entries must not be read to learn that its root is
+    # still there: only the families whose root is gone have their entries read.
+    gone = seeded["Copper Wires"]
+    await mongo[settings.mongodb_db][LOGS].delete_many({"jobId": gone})
+    log = CommandLog()
+    with make_sync_client(settings.mongodb_url, event_listeners=[log]) as client:
+        families = SyncExecutor(client[settings.mongodb_db]).run(queries.orphans())
+    assert [family.missing_root for family in families] == [gone]
+    on_logs = [c for c in log.commands if LOGS in (c.get("find"), c.get("aggregate"))]
+    filters = [c.get("filter") or c["pipeline"][0]["$match"] for c in on_logs]
+    assert filters == [{"isRootJob": True}, {"parentJobId": {"$in": [gone]}}]
 
 
 async def test_legacy_view_shows_logs_without_lineage(
@@ -383,6 +417,9 @@ async def test_orphans_are_paged(dashboard_env: None, mongo: Any, settings: Any)
          "jobType": "cache_image", "status": "success", "startedAt": start}
         for i in range(60)
     ])  # fmt: skip
+    # The records a worker writes when a root first spawns children.
+    families = [{"_id": f"gone-{i:02}"} for i in range(60)]
+    await mongo[settings.mongodb_db][FAMILIES].insert_many(families)
     at = run(AppTest.from_function(_orphans_script, default_timeout=30))
     assert len(at.dataframe[0].value) == 50
     assert _pages_of(at, "orphans_page") == "page 1 of 2 · 60 missing roots"

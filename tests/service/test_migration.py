@@ -16,11 +16,12 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from scripts.seed_legacy_logs import legacy_documents
+from service import queries
 from service.config import Settings
-from service.executors import Record
+from service.executors import Record, SyncExecutor
 from service.migration import LegacyMigration, keep_existing, started_from
 from service.models import LogEntry
-from service.store import LOGS
+from service.store import FAMILIES, LOGS
 
 
 @pytest.fixture
@@ -69,7 +70,9 @@ def test_each_rule(logs: Collection[Record]) -> None:
         "tagged child": 1,
         "startedAt filled": 4,
         "search keys filled": 1,
+        "families recorded": 2,
     }
+    assert {doc["_id"] for doc in logs.database[FAMILIES].find({})} == {"root", "elsewhere"}
     assert report.seen == 6
     assert set(report.seconds) == {"indexes", *report.changed}
     assert report.unchanged == 1
@@ -117,7 +120,7 @@ KILLED_PART_WAY = """
 import os, signal, sys
 from pymongo import MongoClient
 from service.migration import LegacyMigration
-from service.store import LOGS
+from service.store import FAMILIES, LOGS
 
 seen = 0
 def die_part_way(rule, count):
@@ -279,3 +282,22 @@ def test_cli_reports_and_exits_non_zero_when_unreachable(
     )  # fmt: skip
     assert down.returncode == 1
     assert "cannot reach the store" in down.stdout
+
+
+def test_families_are_recorded_so_orphans_of_older_logs_show(logs: Collection[Record]) -> None:
+    # Children written before family records existed; one family's root was deleted by hand.
+    created = datetime(2025, 6, 1, tzinfo=UTC)
+    logs.insert_many([
+        {"jobId": "kept", "isRootJob": True, "attempt": 1, "startedAt": created},
+        {"jobId": "kept-1", "isRootJob": False, "parentJobId": "kept", "startedAt": created},
+        {"jobId": "gone-1", "isRootJob": False, "parentJobId": "gone", "startedAt": created},
+        {"jobId": "gone-2", "isRootJob": False, "parentJobId": "gone", "startedAt": created},
+    ])  # fmt: skip
+    families = logs.database[FAMILIES]
+    dry = LegacyMigration(logs, dry_run=True).run()
+    assert (dry.changed["families recorded"], families.count_documents({})) == (2, 0)
+    assert LegacyMigration(logs).run().changed["families recorded"] == 2
+    assert {doc["_id"] for doc in families.find({})} == {"kept", "gone"}
+    orphans = SyncExecutor(logs.database).run(queries.orphans())
+    assert [(family.missing_root, family.entries) for family in orphans] == [("gone", 2)]
+    assert LegacyMigration(logs).run().changed["families recorded"] == 0

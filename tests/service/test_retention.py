@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.config import Settings
-from service.store import CLAIMS, LOGS
+from service.store import CLAIMS, FAMILIES, LOGS
 from tests.helpers import enrichment
 
 OLD = datetime.now(UTC) - timedelta(days=100)
@@ -36,6 +36,8 @@ async def test_prune_deletes_whole_old_families_only(
         {"_id": "busy/enrich_artist/artist:a", "jobId": "busy-1"},
         {"_id": "older/enrich_artist/artist:a", "jobId": "x"},  # another root, same prefix
     ])  # fmt: skip
+    families = ["old", "waiting", "busy", "deleted-by-hand"]
+    await database[FAMILIES].insert_many([{"_id": root} for root in families])
 
     dry = await enrichment(settings_env, "prune", "--older-than", "90d", "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
@@ -51,6 +53,8 @@ async def test_prune_deletes_whole_old_families_only(
     assert left == {"waiting", "waiting-1", "busy", "busy-1", "orphan-1"}
     claims = {doc["_id"] async for doc in database[CLAIMS].find({})}
     assert claims == {"busy/enrich_artist/artist:a", "older/enrich_artist/artist:a"}
+    # The family's record goes with it; the orphans' record stays, so they stay visible.
+    assert {doc["_id"] async for doc in database[FAMILIES].find({})} == set(families) - {"old"}
 
 
 async def test_prune_refuses_a_malformed_age(settings_env: dict[str, str], mongo: Any) -> None:

@@ -1,0 +1,55 @@
+"""The embedded store's engine: a write checks its `_id` by key, not by reading every document."""
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from mongoeco import MongoClient
+from mongoeco.engines.sqlite import SQLiteEngine
+from mongoeco.errors import DuplicateKeyError
+
+from service.embedded_store import indexed_id_engine
+
+
+@pytest.fixture
+def collection(tmp_path: Path) -> Iterator[Any]:
+    """A collection of 50 documents on the engine `enrichment store` serves (in-process)."""
+    client = MongoClient(engine=indexed_id_engine(str(tmp_path / "store.sqlite")))
+    logs = client["test"]["logs"]
+    logs.insert_many([{"jobId": f"job-{i}", "attempt": 1} for i in range(50)])
+    yield logs
+    client.close()
+
+
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the engine's whole-collection reads (what made each write cost O(collection))."""
+    calls: list[int] = []
+    whole_collection = SQLiteEngine._load_documents
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return whole_collection(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLiteEngine, "_load_documents", counted)
+    return calls
+
+
+def test_a_write_reads_no_other_document(collection: Any, decoded: list[int]) -> None:
+    collection.insert_one({"jobId": "new", "attempt": 1})
+    collection.replace_one({"jobId": "job-3"}, {"jobId": "job-3", "attempt": 2}, upsert=True)
+    collection.replace_one({"jobId": "gone"}, {"jobId": "gone", "attempt": 1}, upsert=True)
+    assert decoded == []
+    assert collection.count_documents({}) == 52
+
+
+def test_duplicate_ids_are_still_refused(collection: Any) -> None:
+    same = ObjectId()
+    collection.insert_one({"_id": same})
+    collection.insert_one({"_id": "text"})
+    collection.insert_one({"_id": 1})
+    for twin in (same, "text", 1.0):  # 1 and 1.0 are one id: numbers are still scanned for
+        with pytest.raises(DuplicateKeyError):
+            collection.insert_one({"_id": twin})

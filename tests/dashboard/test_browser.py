@@ -28,7 +28,7 @@ from service.embedded_store import is_listening
 from service.store import LOGS
 from tests.dashboard.hostile import HOSTILE, LINK, TRACKER, cache_entry, seed_family
 from tests.helpers import DASHBOARD_APP as APP
-from tests.helpers import free_port
+from tests.helpers import free_port, until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parents[2] / "artifacts"
@@ -357,7 +357,8 @@ async def test_demo_serve_fills_a_kicked_family_live_then_stops_on_ctrl_c(
     assert all(re.fullmatch(r"\+\d+\.\d s", tick) for tick in ticks), ticks
     # A status mark per card, drawn from Streamlit's Material Symbols font (no emoji font).
     marks = page.locator('[data-testid="stMarkdownContainer"] [role="img"][aria-label$=" icon"]')
-    assert await marks.count() >= attempts
+    # The cards are drawn after the chart, in the same rerun: wait for them as for the bars.
+    await until(marks.count, lambda count: count >= attempts, 30)
     assert await broken_images(page) == []
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "dashboard-demo-serve.png"), full_page=True)

@@ -1,6 +1,8 @@
 """The embedded store's engine: a write checks its `_id` by key, not by reading every document."""
 
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +55,18 @@ def test_duplicate_ids_are_still_refused(collection: Any) -> None:
     for twin in (same, "text", 1.0):  # 1 and 1.0 are one id: numbers are still scanned for
         with pytest.raises(DuplicateKeyError):
             collection.insert_one({"_id": twin})
+
+
+def test_a_documents_multikey_entries_are_found_by_its_key(tmp_path: Path) -> None:
+    # Rewriting one document's `entitySearch` entries must not scan every document's.
+    path = tmp_path / "store.sqlite"
+    client = MongoClient(engine=indexed_id_engine(str(path)))
+    client["test"]["logs"].create_index("entitySearch")
+    client["test"]["logs"].insert_one({"entitySearch": ["northern drift", "drift"]})
+    client.close()
+    with closing(sqlite3.connect(path)) as db:
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN DELETE FROM multikey_entries"
+            " WHERE collection_id = 1 AND storage_key = 'k' AND index_name = 'i'"
+        ).fetchall()
+    assert any("storage_key=?" in str(step) for step in plan), plan

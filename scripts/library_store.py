@@ -1,0 +1,115 @@
+"""A library-size store for benchmarks: many ordinary families and one whole-library run.
+
+The embedded store's wire server writes one document at a time, each write checking the
+collection's unique and multikey indexes document by document, so 25,000 logs sent over the
+wire take hours. A benchmark seeds its own, fresh store in-process instead (mongoeco's bulk
+path, no index yet: about 30 s), then serves it and builds the indexes over the wire, as
+`connect_store` does. On MongoDB (`MONGODB_URL`) it simply inserts in batches.
+"""
+
+import random
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from scripts.bench_family_queries import _log, seed_documents
+from service.config import Settings
+from service.embedded_store import indexed_id_engine, is_listening, store_command
+from service.executors import Record
+from service.models import DOCUMENT_MODELS
+from service.store import FAMILIES, LOGS, ensure_indexes, make_sync_client, run_sync
+
+BATCH = 2_500
+LIBRARY_START = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+@dataclass
+class Library:
+    """What was seeded: the ordinary roots, the library run's root, how long each step took."""
+
+    roots: list[str]
+    library_root: str
+    logs: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def library_documents(root_id: str, albums: int, seed: int = 12) -> list[Record]:
+    """A whole-library run: its root and one album enrichment per row, as a worker logs them."""
+    rng = random.Random(seed)
+    documents = [_log(root_id, None, "enrich_library", LIBRARY_START)]
+    for index in range(albums):
+        at = LIBRARY_START + timedelta(seconds=index * 1.1)
+        entry = _log(uuid.uuid4().hex, root_id, "enrich_album", at)
+        entry["entityName"] = f"Album {index:05} by Artist {index % 2_000:04}"
+        entry["durationMs"] = rng.randint(300, 4_000)
+        roll = rng.random()
+        if roll < 0.03:
+            entry["status"] = "failed"
+            entry["error"] = {"type": "NotFoundError", "message": "no release group matches",
+                              "retryable": False}  # fmt: skip
+        elif roll < 0.05:
+            entry["status"] = "skipped"
+        documents.append(entry)
+    return documents
+
+
+def seed(database: Any, roots: int, children: int, albums: int) -> Library:
+    """Insert the ordinary families and the library run, and every family's record."""
+    documents, root_ids = seed_documents(roots, children)
+    library_root = uuid.uuid4().hex
+    documents += library_documents(library_root, albums)
+    started = time.perf_counter()
+    for start in range(0, len(documents), BATCH):
+        database[LOGS].insert_many(documents[start : start + BATCH])
+    records = [{"_id": root, "since": LIBRARY_START} for root in [*root_ids, library_root]]
+    database[FAMILIES].insert_many(records)
+    library = Library(root_ids, library_root, len(documents))
+    library.seconds["insert"] = time.perf_counter() - started
+    return library
+
+
+@contextmanager
+def library_store(
+    settings: Settings, roots: int, children: int, albums: int
+) -> Iterator[tuple[Any, Library]]:
+    """A seeded, indexed store for `settings` (a fresh embedded one unless MONGODB_URL)."""
+    if settings.mongodb_url:
+        with make_sync_client(settings.mongodb_url) as client:
+            database = client[settings.mongodb_db]
+            run_sync(database, ensure_indexes(DOCUMENT_MODELS))
+            try:
+                yield database, seed(database, roots, children, albums)
+            finally:
+                client.drop_database(settings.mongodb_db)
+        return
+    library = _seed_in_process(settings, roots, children, albums)
+    process = subprocess.Popen(store_command(settings), stdout=subprocess.DEVNULL)
+    try:
+        while not is_listening(settings.embedded_store_port):
+            time.sleep(0.2)
+        with make_sync_client(settings.embedded_store_url) as client:
+            database = client[settings.mongodb_db]
+            started = time.perf_counter()
+            run_sync(database, ensure_indexes(DOCUMENT_MODELS))
+            library.seconds["indexes"] = time.perf_counter() - started
+            yield database, library
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _seed_in_process(settings: Settings, roots: int, children: int, albums: int) -> Library:
+    from mongoeco import MongoClient  # the benchmark's own engine, before any server
+
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    client = MongoClient(engine=indexed_id_engine(str(settings.store_path)))
+    try:
+        return seed(client[settings.mongodb_db], roots, children, albums)
+    finally:
+        client.close()

@@ -20,7 +20,8 @@ from typing import Any
 
 from scripts.bench_family_queries import _log, seed_documents
 from service.config import Settings
-from service.embedded_store import indexed_id_engine, is_listening, store_command
+from service.embedded_engine import EmbeddedEngine
+from service.embedded_store import is_listening, store_command
 from service.executors import Record
 from service.models import DOCUMENT_MODELS
 from service.store import FAMILIES, LOGS, ensure_indexes, make_sync_client, run_sync
@@ -108,7 +109,7 @@ def _seed_in_process(settings: Settings, roots: int, children: int, albums: int)
     from mongoeco import MongoClient  # the benchmark's own engine, before any server
 
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    client = MongoClient(engine=indexed_id_engine(str(settings.store_path)))
+    client = MongoClient(engine=EmbeddedEngine(str(settings.store_path)))
     try:
         return seed(client[settings.mongodb_db], roots, children, albums)
     finally:

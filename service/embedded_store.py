@@ -7,7 +7,6 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from service.config import Settings
 from service.errors import StoreUnavailableError
@@ -89,45 +88,6 @@ def _spawn_embedded_store(settings: Settings) -> None:
         time.sleep(0.1)
 
 
-def indexed_id_engine(path: str) -> Any:
-    """mongoeco's SQLite engine, with two of its costs that grow with the collection removed.
-
-    mongoeco 4.11 (the newest release) makes every write cost time proportional to the
-    collection (measured 110 ms at 1,000 logs, 1.1 s at 10,000). No setting changes either
-    cause, hence this subclass; `tests/service/test_embedded_store.py` fails if a release
-    renames what it touches.
-    - Each insert and upsert looks for a duplicate `_id` by decoding every document
-      (`scan_payload_id=True`). The scan is for numeric ids, where 1, 1.0 and Int64(1) are
-      one id under different storage keys; an ObjectId or a string has one storage key, which
-      the engine's own keyed lookup checks exactly. Numbers are still scanned for.
-    - Its table of multikey index entries (`entitySearch`) has no index by document, so
-      replacing one document's entries scans every entry of every document.
-    """
-    from mongoeco.core.identity import id_contains_numeric_value
-    from mongoeco.engines.sqlite import SQLiteEngine
-
-    class IndexedIdEngine(SQLiteEngine):
-        def _connect_sync(self) -> None:
-            super()._connect_sync()
-            if self._connection is None:  # pragma: no cover - connected just above
-                return
-            self._connection.execute(
-                "CREATE INDEX IF NOT EXISTS idx_multikey_entries_storage"
-                " ON multikey_entries (collection_id, storage_key, index_name)"
-            )
-
-        def _validate_document_against_unique_indexes(
-            self, db_name: str, coll_name: str, document: Any, **options: Any
-        ) -> None:
-            if options.get("scan_payload_id"):
-                options["scan_payload_id"] = id_contains_numeric_value(document.get("_id"))
-            super()._validate_document_against_unique_indexes(
-                db_name, coll_name, document, **options
-            )
-
-    return IndexedIdEngine(path)
-
-
 async def serve_embedded_store(
     settings: Settings, on_ready: Callable[[str], Awaitable[None] | None] | None = None
 ) -> None:
@@ -135,8 +95,10 @@ async def serve_embedded_store(
     # Imported here: only the `store` command needs the server side of mongoeco.
     from mongoeco.wire import AsyncMongoEcoProxyServer
 
+    from service.embedded_engine import EmbeddedEngine
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = indexed_id_engine(str(settings.store_path))
+    engine = EmbeddedEngine(str(settings.store_path))
     server = AsyncMongoEcoProxyServer(
         engine=engine, host="127.0.0.1", port=settings.embedded_store_port
     )

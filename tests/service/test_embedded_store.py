@@ -12,14 +12,19 @@ from mongoeco import MongoClient
 from mongoeco.engines.sqlite import SQLiteEngine
 from mongoeco.errors import DuplicateKeyError
 
-from service.embedded_store import indexed_id_engine
+from service.embedded_engine import EmbeddedEngine
 
 
 @pytest.fixture
 def collection(tmp_path: Path) -> Iterator[Any]:
     """A collection of 50 documents on the engine `enrichment store` serves (in-process)."""
-    client = MongoClient(engine=indexed_id_engine(str(tmp_path / "store.sqlite")))
+    client = MongoClient(engine=EmbeddedEngine(str(tmp_path / "store.sqlite")))
     logs = client["test"]["logs"]
+    # As `enrichment_logs`: one document per (jobId, attempt).
+    partial = {"attempt": {"$exists": True}}
+    logs.create_index(
+        [("jobId", 1), ("attempt", 1)], unique=True, partial_filter_expression=partial
+    )
     logs.insert_many([{"jobId": f"job-{i}", "attempt": 1} for i in range(50)])
     yield logs
     client.close()
@@ -47,6 +52,18 @@ def test_a_write_reads_no_other_document(collection: Any, decoded: list[int]) ->
     assert collection.count_documents({}) == 52
 
 
+def test_a_repeated_job_attempt_is_still_refused(collection: Any, decoded: list[int]) -> None:
+    with pytest.raises(DuplicateKeyError, match="jobId"):
+        collection.insert_one({"jobId": "job-7", "attempt": 1})
+    collection.insert_one({"jobId": "job-7", "attempt": 2})  # the next attempt is another
+    collection.update_one({"jobId": "job-8", "attempt": 1}, {"$set": {"attempt": 2}})
+    with pytest.raises(DuplicateKeyError):  # an update may not move onto another's key
+        collection.update_one({"jobId": "job-7", "attempt": 2}, {"$set": {"jobId": "job-8"}})
+    collection.replace_one({"jobId": "job-9"}, {"jobId": "job-9", "attempt": 1, "ok": True})
+    assert collection.count_documents({"jobId": "job-9", "ok": True}) == 1
+    assert decoded == []
+
+
 def test_duplicate_ids_are_still_refused(collection: Any) -> None:
     same = ObjectId()
     collection.insert_one({"_id": same})
@@ -60,7 +77,7 @@ def test_duplicate_ids_are_still_refused(collection: Any) -> None:
 def test_a_documents_multikey_entries_are_found_by_its_key(tmp_path: Path) -> None:
     # Rewriting one document's `entitySearch` entries must not scan every document's.
     path = tmp_path / "store.sqlite"
-    client = MongoClient(engine=indexed_id_engine(str(path)))
+    client = MongoClient(engine=EmbeddedEngine(str(path)))
     client["test"]["logs"].create_index("entitySearch")
     client["test"]["logs"].insert_one({"entitySearch": ["northern drift", "drift"]})
     client.close()

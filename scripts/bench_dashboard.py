@@ -2,14 +2,21 @@
 
     uv run python -m scripts.bench_dashboard --roots 200 --children 10
     uv run python -m scripts.bench_dashboard --roots 2500 --children 9 --orphans 5 --repeats 3
+    uv run python -m scripts.bench_dashboard --library     # 25,000 logs, one 10,000-entry family
 
 Prints the store queries of every view (roots page, timeline, entity search, orphans, legacy,
 dead letters; counted by a PyMongo command listener) and the median time of each, over
-repeated uncached runs. `--orphans N` deletes N roots first. Asserts nothing.
+repeated uncached runs. `--orphans N` deletes N roots first. `--library` seeds a library-size
+store of its own (1,500 families of 10 logs and one whole-library run of 10,000 albums,
+`scripts.library_store`), adds the big family's views, and opens that family's page in
+Chromium: seconds until drawn, HTML size, DOM nodes. Asserts nothing.
 """
 
 import argparse
+import shutil
+import socket
 import statistics
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -24,7 +31,7 @@ from scripts.commands import CommandCounter
 from service.config import Settings
 from service.embedded_store import ensure_store
 from service.executors import SyncExecutor
-from service.queries import RootFilters
+from service.queries import FamilyView, RootFilters
 from service.store import LOGS, make_sync_client
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -102,11 +109,66 @@ def main(roots: int, children: int, repeats: int, orphans: int = 0) -> None:
         client.close()
 
 
+def library(repeats: int, orphans: int, albums: int) -> None:
+    """The library-size case: every view, then the whole-library family in Chromium."""
+    from scripts.chromium_page import dashboard, open_page
+    from scripts.library_store import library_store
+
+    counter = CommandCounter(only=READS)
+    tag = uuid.uuid4().hex[:8]
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-library-"))
+    settings = Settings().model_copy(
+        update={"mongodb_db": f"bench_{tag}", "data_dir": data_dir, "embedded_store_port": _port()}
+    )
+    with library_store(settings, 1_500, 9, albums, [counter]) as (database, seeded):
+        print(f"seeded {seeded.logs:,} logs: " + ", ".join(
+            f"{step} {seconds:.1f} s" for step, seconds in seeded.seconds.items()
+        ))  # fmt: skip
+        database[LOGS].delete_many({"jobId": {"$in": seeded.roots[:orphans]}})
+        data.settings = lambda: settings  # type: ignore[assignment]  # the benchmark's database
+        data.reader = lambda: SyncExecutor(database)  # type: ignore[assignment]
+        big, small = seeded.library_root, seeded.roots[len(seeded.roots) // 2]
+        views: dict[str, Callable[[], Any]] = {
+            "roots page (50 roots + roll-ups)": lambda: data.roots_page(RootFilters(), 0),
+            "timeline (a family of 10)": lambda: data.family(small),
+            "entity search (a name's prefix)": lambda: data.entity_roots("album 0420"),
+            f"orphans ({orphans} missing roots)": data.orphans,
+            "legacy (a page)": lambda: data.legacy(0),
+            "dead letters (a page)": lambda: data.dead_letters(0),
+            f"big family: progress ({albums:,} jobs)": lambda: data.family_progress(big),
+            "big family: highlights": lambda: data.family_highlights(big),
+            "big family: a page of 50": lambda: data.family_entries(big, FamilyView(), 0),
+        }
+        for name, view in views.items():
+            queries, ms = measure(view, counter, repeats)
+            print(f"{name}: {queries} queries, median {ms:.1f} ms")
+        print(f"big family rendered (AppTest, ?root=...): median {render(big, repeats):.0f} ms")
+        store = settings.mongodb_url or settings.embedded_store_url
+        with dashboard({"MONGODB_URL": store, "MONGODB_DB": settings.mongodb_db}) as url:
+            page = open_page(f"{url}/?root={big}", repeats)
+        print(
+            f"big family in Chromium: median {page.seconds:.2f} s until drawn, "
+            f"{page.html_bytes / 1e6:.2f} MB of HTML, {page.nodes:,} elements"
+        )
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--roots", type=int, default=200)
     parser.add_argument("--children", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--orphans", type=int, default=0, help="roots to delete first")
+    parser.add_argument("--library", action="store_true", help="the library-size case")
+    parser.add_argument("--albums", type=int, default=10_000, help="the library run's albums")
     args = parser.parse_args()
-    main(args.roots, args.children, args.repeats, args.orphans)
+    if args.library:
+        library(args.repeats, args.orphans or 5, args.albums)
+    else:
+        main(args.roots, args.children, args.repeats, args.orphans)

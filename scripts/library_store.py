@@ -1,10 +1,9 @@
 """A library-size store for benchmarks: many ordinary families and one whole-library run.
 
-The embedded store's wire server writes one document at a time, each write checking the
-collection's unique and multikey indexes document by document, so 25,000 logs sent over the
-wire take hours. A benchmark seeds its own, fresh store in-process instead (mongoeco's bulk
-path, no index yet: about 30 s), then serves it and builds the indexes over the wire, as
-`connect_store` does. On MongoDB (`MONGODB_URL`) it simply inserts in batches.
+The embedded store's wire server takes an insert one document at a time, so a benchmark
+seeds its own, fresh store in-process, on mongoeco's bulk path: it serves the empty store
+once to build the service's indexes (as `connect_store` does), stops it, inserts, and
+serves the result. On MongoDB (`MONGODB_URL`) it inserts in batches over the driver.
 """
 
 import random
@@ -24,6 +23,7 @@ from service.embedded_engine import EmbeddedEngine
 from service.embedded_store import is_listening, store_command
 from service.executors import Record
 from service.models import DOCUMENT_MODELS
+from service.models.logs import search_keys
 from service.store import FAMILIES, LOGS, ensure_indexes, make_sync_client, run_sync
 
 BATCH = 2_500
@@ -48,6 +48,7 @@ def library_documents(root_id: str, albums: int, seed: int = 12) -> list[Record]
         at = LIBRARY_START + timedelta(seconds=index * 1.1)
         entry = _log(uuid.uuid4().hex, root_id, "enrich_album", at)
         entry["entityName"] = f"Album {index:05} by Artist {index % 2_000:04}"
+        entry["entitySearch"] = search_keys(entry["entityName"])
         entry["durationMs"] = rng.randint(300, 4_000)
         roll = rng.random()
         if roll < 0.03:
@@ -77,11 +78,11 @@ def seed(database: Any, roots: int, children: int, albums: int) -> Library:
 
 @contextmanager
 def library_store(
-    settings: Settings, roots: int, children: int, albums: int
+    settings: Settings, roots: int, children: int, albums: int, listeners: list[Any]
 ) -> Iterator[tuple[Any, Library]]:
     """A seeded, indexed store for `settings` (a fresh embedded one unless MONGODB_URL)."""
     if settings.mongodb_url:
-        with make_sync_client(settings.mongodb_url) as client:
+        with make_sync_client(settings.mongodb_url, event_listeners=listeners) as client:
             database = client[settings.mongodb_db]
             run_sync(database, ensure_indexes(DOCUMENT_MODELS))
             try:
@@ -89,17 +90,25 @@ def library_store(
             finally:
                 client.drop_database(settings.mongodb_db)
         return
+    with _serving(settings, []) as database:  # indexes first: an empty store builds them at once
+        started = time.perf_counter()
+        run_sync(database, ensure_indexes(DOCUMENT_MODELS))
+        indexes = time.perf_counter() - started
     library = _seed_in_process(settings, roots, children, albums)
+    library.seconds["indexes"] = indexes
+    with _serving(settings, listeners) as database:
+        yield database, library
+
+
+@contextmanager
+def _serving(settings: Settings, listeners: list[Any]) -> Iterator[Any]:
+    """The embedded store of `settings`, served by its own process while in use."""
     process = subprocess.Popen(store_command(settings), stdout=subprocess.DEVNULL)
     try:
         while not is_listening(settings.embedded_store_port):
             time.sleep(0.2)
-        with make_sync_client(settings.embedded_store_url) as client:
-            database = client[settings.mongodb_db]
-            started = time.perf_counter()
-            run_sync(database, ensure_indexes(DOCUMENT_MODELS))
-            library.seconds["indexes"] = time.perf_counter() - started
-            yield database, library
+        with make_sync_client(settings.embedded_store_url, event_listeners=listeners) as client:
+            yield client[settings.mongodb_db]
     finally:
         process.terminate()
         process.wait(30)

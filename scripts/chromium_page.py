@@ -1,0 +1,98 @@
+"""How a dashboard page opens in Debian's Chromium: seconds until drawn, HTML size, DOM nodes.
+
+The dashboard is served by `streamlit run` on a free port against the given store settings;
+Playwright drives `/usr/bin/chromium` (never a downloaded browser).
+"""
+
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.error import URLError
+
+from playwright.async_api import async_playwright
+
+APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage",
+]  # fmt: skip
+# Drawn: a chart is on the page and the script has finished its run.
+DRAWN = '[data-testid="stVegaLiteChart"] svg.marks'
+IDLE = '[data-testid="stApp"][data-test-connection-state="CONNECTED"][data-test-script-state="notRunning"]'  # noqa: E501
+
+
+@dataclass(frozen=True)
+class PageFigures:
+    """Median seconds until drawn, and the page's HTML bytes and elements once drawn."""
+
+    seconds: float
+    html_bytes: int
+    nodes: int
+
+
+@contextmanager
+def dashboard(env: dict[str, str]) -> Iterator[str]:
+    """`streamlit run dashboard/app.py` on a free loopback port; yields its URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true"),
+            *("--server.port", str(port), "--server.address", "127.0.0.1"),
+            *("--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"),
+        ],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
+                    break
+            except (URLError, ConnectionError):
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+async def _open(url: str, repeats: int) -> PageFigures:
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    timings, size, nodes = [], 0, 0
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_FLAGS
+        )
+        for _ in range(repeats):
+            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            started = time.perf_counter()
+            await page.goto(url)
+            await page.wait_for_selector(DRAWN, timeout=180_000)
+            await page.wait_for_selector(IDLE, timeout=180_000)
+            timings.append(time.perf_counter() - started)
+            size = len((await page.content()).encode())
+            nodes = int(await page.evaluate("document.getElementsByTagName('*').length"))
+            await page.close()
+        await browser.close()
+    return PageFigures(statistics.median(timings), size, nodes)
+
+
+def open_page(url: str, repeats: int) -> PageFigures:
+    """Open `url` `repeats` times in a fresh tab each; the figures of the drawn page."""
+    return asyncio.run(_open(url, repeats))

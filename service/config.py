@@ -42,8 +42,8 @@ class Settings(BaseSettings):
     queue_name: str = Field(default="enrichment", alias="ENRICHMENT_QUEUE")
     data_dir: Path = Field(default=Path(".data"), alias="ENRICHMENT_DATA_DIR")
     embedded_store_port: int = Field(default=27018, alias="EMBEDDED_STORE_PORT", ge=1, le=65535)
-    # Past this many logs the embedded store is out of its depth (measured: one log write
-    # costs 110 ms at 1,000 logs, 1.1 s at 10,000, and every query scans): say so.
+    # Past this many logs the embedded store is out of its depth (its aggregations run in
+    # Python, document by document: seconds for a 10,000-job family's roll-up): say so.
     embedded_store_notice_logs: int = Field(default=5_000, alias="EMBEDDED_STORE_NOTICE_LOGS", ge=0)
 
     musicbrainz_base_url: str = Field(

@@ -14,7 +14,6 @@ Chromium: seconds until drawn, HTML size, DOM nodes. Asserts nothing.
 
 import argparse
 import shutil
-import socket
 import statistics
 import tempfile
 import time
@@ -27,7 +26,9 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard import data
+from scripts.chromium_page import dashboard, free_port, open_page
 from scripts.commands import CommandCounter
+from scripts.library_store import Library, library_store
 from service.config import Settings
 from service.embedded_store import ensure_store
 from service.executors import SyncExecutor
@@ -111,52 +112,51 @@ def main(roots: int, children: int, repeats: int, orphans: int = 0) -> None:
 
 def library(repeats: int, orphans: int, albums: int) -> None:
     """The library-size case: every view, then the whole-library family in Chromium."""
-    from scripts.chromium_page import dashboard, open_page
-    from scripts.library_store import library_store
-
     counter = CommandCounter(only=READS)
-    tag = uuid.uuid4().hex[:8]
     data_dir = Path(tempfile.mkdtemp(prefix="bench-library-"))
-    settings = Settings().model_copy(
-        update={"mongodb_db": f"bench_{tag}", "data_dir": data_dir, "embedded_store_port": _port()}
+    settings = Settings().model_copy(update={
+        "mongodb_db": f"bench_{uuid.uuid4().hex[:8]}", "data_dir": data_dir,
+        "embedded_store_port": free_port(),
+    })  # fmt: skip
+    try:
+        with library_store(settings, 1_500, 9, albums, [counter]) as (database, seeded):
+            steps = ", ".join(f"{step} {s:.1f} s" for step, s in seeded.seconds.items())
+            print(f"seeded {seeded.logs:,} logs: {steps}")
+            database[LOGS].delete_many({"jobId": {"$in": seeded.roots[:orphans]}})
+            data.settings = lambda: settings  # type: ignore[assignment]  # the benchmark's database
+            data.reader = lambda: SyncExecutor(database)  # type: ignore[assignment]
+            for name, view in _library_views(seeded, orphans, albums).items():
+                queries, ms = measure(view, counter, repeats)
+                print(f"{name}: {queries} queries, median {ms:.1f} ms")
+            _open_big_family(settings, seeded.library_root, repeats)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _library_views(seeded: Library, orphans: int, albums: int) -> dict[str, Callable[[], Any]]:
+    big, small = seeded.library_root, seeded.roots[len(seeded.roots) // 2]
+    return {
+        "roots page (50 roots + roll-ups)": lambda: data.roots_page(RootFilters(), 0),
+        "timeline (a family of 10)": lambda: data.family(small),
+        "entity search (a name's prefix)": lambda: data.entity_roots("album 0420"),
+        f"orphans ({orphans} missing roots)": data.orphans,
+        "legacy (a page)": lambda: data.legacy(0),
+        "dead letters (a page)": lambda: data.dead_letters(0),
+        f"big family: progress ({albums:,} jobs)": lambda: data.family_progress(big),
+        "big family: highlights": lambda: data.family_highlights(big),
+        "big family: a page of 50": lambda: data.family_entries(big, FamilyView(), 0),
+    }
+
+
+def _open_big_family(settings: Settings, root: str, repeats: int) -> None:
+    print(f"big family rendered (AppTest, ?root=...): median {render(root, repeats):.0f} ms")
+    store = settings.mongodb_url or settings.embedded_store_url
+    with dashboard({"MONGODB_URL": store, "MONGODB_DB": settings.mongodb_db}) as url:
+        page = open_page(f"{url}/?root={root}", repeats)
+    print(
+        f"big family in Chromium: median {page.seconds:.2f} s until drawn, "
+        f"{page.html_bytes / 1e6:.2f} MB of HTML, {page.nodes:,} elements"
     )
-    with library_store(settings, 1_500, 9, albums, [counter]) as (database, seeded):
-        print(f"seeded {seeded.logs:,} logs: " + ", ".join(
-            f"{step} {seconds:.1f} s" for step, seconds in seeded.seconds.items()
-        ))  # fmt: skip
-        database[LOGS].delete_many({"jobId": {"$in": seeded.roots[:orphans]}})
-        data.settings = lambda: settings  # type: ignore[assignment]  # the benchmark's database
-        data.reader = lambda: SyncExecutor(database)  # type: ignore[assignment]
-        big, small = seeded.library_root, seeded.roots[len(seeded.roots) // 2]
-        views: dict[str, Callable[[], Any]] = {
-            "roots page (50 roots + roll-ups)": lambda: data.roots_page(RootFilters(), 0),
-            "timeline (a family of 10)": lambda: data.family(small),
-            "entity search (a name's prefix)": lambda: data.entity_roots("album 0420"),
-            f"orphans ({orphans} missing roots)": data.orphans,
-            "legacy (a page)": lambda: data.legacy(0),
-            "dead letters (a page)": lambda: data.dead_letters(0),
-            f"big family: progress ({albums:,} jobs)": lambda: data.family_progress(big),
-            "big family: highlights": lambda: data.family_highlights(big),
-            "big family: a page of 50": lambda: data.family_entries(big, FamilyView(), 0),
-        }
-        for name, view in views.items():
-            queries, ms = measure(view, counter, repeats)
-            print(f"{name}: {queries} queries, median {ms:.1f} ms")
-        print(f"big family rendered (AppTest, ?root=...): median {render(big, repeats):.0f} ms")
-        store = settings.mongodb_url or settings.embedded_store_url
-        with dashboard({"MONGODB_URL": store, "MONGODB_DB": settings.mongodb_db}) as url:
-            page = open_page(f"{url}/?root={big}", repeats)
-        print(
-            f"big family in Chromium: median {page.seconds:.2f} s until drawn, "
-            f"{page.html_bytes / 1e6:.2f} MB of HTML, {page.nodes:,} elements"
-        )
-    shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -28,14 +28,15 @@ def seed_documents(roots: int, children: int) -> tuple[list[dict[str, Any]], lis
         root_id = uuid.uuid4().hex
         root_ids.append(root_id)
         at = start + timedelta(minutes=r)
-        documents.append(_log(root_id, None, "enrich_album", at))
+        documents.append(log_document(root_id, None, "enrich_album", at))
         for c in range(children):
             child_at = at + timedelta(seconds=c + 1)
-            documents.append(_log(uuid.uuid4().hex, root_id, "enrich_artist", child_at))
+            documents.append(log_document(uuid.uuid4().hex, root_id, "enrich_artist", child_at))
     return documents, root_ids
 
 
-def _log(job_id: str, parent: str | None, job_type: str, at: datetime) -> dict[str, Any]:
+def log_document(job_id: str, parent: str | None, job_type: str, at: datetime) -> dict[str, Any]:
+    """One finished attempt's log document, as a worker stores it."""
     return {
         "jobId": job_id, "parentJobId": parent, "isRootJob": parent is None,
         "jobType": job_type, "entityType": job_type.removeprefix("enrich_"),

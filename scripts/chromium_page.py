@@ -41,12 +41,17 @@ class PageFigures:
     nodes: int
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on at 127.0.0.1, for a server of the benchmark's own."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextmanager
 def dashboard(env: dict[str, str]) -> Iterator[str]:
     """`streamlit run dashboard/app.py` on a free loopback port; yields its URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true"),
@@ -59,17 +64,23 @@ def dashboard(env: dict[str, str]) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
-                    break
-            except (URLError, ConnectionError):
-                time.sleep(0.2)
+        _until_healthy(url, process)
         yield url
     finally:
         process.terminate()
         process.wait(30)
+
+
+def _until_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
+                return
+        except (URLError, ConnectionError):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the dashboard did not start at {url}") from None
+            time.sleep(0.2)
 
 
 async def _open(url: str, repeats: int) -> PageFigures:

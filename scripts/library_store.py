@@ -17,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from scripts.bench_family_queries import _log, seed_documents
+from scripts.bench_family_queries import log_document, seed_documents
 from service.config import Settings
 from service.embedded_engine import EmbeddedEngine
-from service.embedded_store import is_listening, store_command
+from service.embedded_store import STORE_START_TIMEOUT_SECONDS, is_listening, store_command
+from service.errors import StoreUnavailableError
 from service.executors import Record
 from service.models import DOCUMENT_MODELS
 from service.models.logs import search_keys
@@ -43,10 +44,10 @@ class Library:
 def library_documents(root_id: str, albums: int, seed: int = 12) -> list[Record]:
     """A whole-library run: its root and one album enrichment per row, as a worker logs them."""
     rng = random.Random(seed)
-    documents = [_log(root_id, None, "enrich_library", LIBRARY_START)]
+    documents = [log_document(root_id, None, "enrich_library", LIBRARY_START)]
     for index in range(albums):
         at = LIBRARY_START + timedelta(seconds=index * 1.1)
-        entry = _log(uuid.uuid4().hex, root_id, "enrich_album", at)
+        entry = log_document(uuid.uuid4().hex, root_id, "enrich_album", at)
         entry["entityName"] = f"Album {index:05} by Artist {index % 2_000:04}"
         entry["entitySearch"] = search_keys(entry["entityName"])
         entry["durationMs"] = rng.randint(300, 4_000)
@@ -105,7 +106,12 @@ def _serving(settings: Settings, listeners: list[Any]) -> Iterator[Any]:
     """The embedded store of `settings`, served by its own process while in use."""
     process = subprocess.Popen(store_command(settings), stdout=subprocess.DEVNULL)
     try:
+        deadline = time.monotonic() + STORE_START_TIMEOUT_SECONDS
         while not is_listening(settings.embedded_store_port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise StoreUnavailableError(
+                    f"the benchmark's store did not start on {settings.embedded_store_port}"
+                )
             time.sleep(0.2)
         with make_sync_client(settings.embedded_store_url, event_listeners=listeners) as client:
             yield client[settings.mongodb_db]

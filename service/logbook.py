@@ -7,6 +7,7 @@ what the log says, which attempt it is (`begin_attempt`).
 """
 
 import logging
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -148,6 +149,24 @@ async def queue_entries(
         for entry in entries
     ]
     await _retrying(timeout, "queued entries", lambda: logs.bulk_write(writes, ordered=False))
+
+
+async def record_family(families: AsyncCollection[Record], root_id: str, *, timeout: float) -> None:
+    """Record that `root_id` has a family, before its children's queued entries are written.
+
+    One small document per root (later spawns find it there, and write nothing): a root
+    whose log is deleted by hand leaves it behind, so the Orphans view finds that family
+    from these records and the roots' logs, never by reading every child's entry. Written
+    like the entries it precedes: a store blip is ridden over, not a failed attempt.
+    """
+
+    async def upsert() -> None:
+        with suppress(DuplicateKeyError):  # two parents raced to record it: it is recorded
+            await families.update_one(
+                {"_id": root_id}, {"$setOnInsert": {"since": utc_now()}}, upsert=True
+            )
+
+    await _retrying(timeout, f"the family record of {root_id}", upsert)
 
 
 async def forget_queued(logs: AsyncCollection[Record], job_ids: list[str]) -> None:

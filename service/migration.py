@@ -215,7 +215,7 @@ class LegacyMigration:
             self.report.round_trips += 1
             new = [group for group in batch if group["_id"] not in known]
             if new and not self._dry:
-                writes = [record_family(group) for group in new]
+                writes = [family_write(group) for group in new]
                 families.bulk_write(writes, ordered=False)
                 self.report.round_trips += 1
             self.report.changed[rule] += len(new)  # records, not log documents
@@ -263,7 +263,7 @@ class LegacyMigration:
         return self._logs.count_documents(query)
 
 
-def record_family(group: Record) -> UpdateOne:
+def family_write(group: Record) -> UpdateOne:
     """The write that records one family (its root id and first start) if not yet recorded."""
     return UpdateOne(
         {"_id": group["_id"]}, {"$setOnInsert": {"since": group["since"]}}, upsert=True

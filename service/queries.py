@@ -192,9 +192,9 @@ def entity_roots(text: str, *, limit: int = ENTITY_SEARCH_LIMIT) -> Plan[list[En
 def orphans() -> Plan[list[OrphanFamily]]:
     """Families whose root log is gone, from the family records, never from every child's log.
 
-    Three reads whatever the history: the family records (one small document per root), the
-    roots' job ids, then only the orphans' own entries, counted. The first two grow with the
-    number of families, not with their entries; the third with what the view shows.
+    The family records (one small document per root) and the roots' job ids, which grow with
+    the number of families, not with their entries; then only the orphans' own entries,
+    counted (one aggregation per 200 missing roots): what the view shows.
     """
     families = yield Find(FAMILIES, {}, projection={"_id": 1})
     roots = yield Find(LOGS, {"isRootJob": True}, projection={"_id": 0, "jobId": 1})

@@ -43,6 +43,7 @@ from service.logbook import (
     forget_queued,
     heartbeat,
     queue_entries,
+    record_family,
     storable,
     write_log,
     write_outcome,
@@ -63,7 +64,6 @@ from service.spawning import (
     kick_job,
     parent_of,
     queued_entry,
-    record_family,
     validated_payload,
 )
 from service.streams import MAX_ATTEMPT_LABEL, Entry, LeasedStreamBroker, Poison, lane_of
@@ -385,7 +385,11 @@ class JobRunner:
             payload = spawn.payload.model_copy(update=lineage)
             children.append((child_id, spawn.job_type, payload))
         if children:  # the family's record first: no child's log exists without it
-            await record_family(self._resources.store.families, root_id)
+            await record_family(
+                self._resources.store.families,
+                root_id,
+                timeout=self._settings.log_write_timeout_seconds,
+            )
         # Every child is on the timeline (queued) before the first is sent: one bulk write.
         await queue_entries(
             self._logs,

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
+from pymongo.errors import BulkWriteError, ConnectionFailure
 from redis.exceptions import RedisError
 from taskiq import AsyncBroker
 from taskiq.exceptions import SendTaskError
@@ -77,23 +77,6 @@ async def claim_entities(
         raise StoreUnavailableError(f"could not claim {len(documents)} entities: {exc}") from exc
     # The same child again (its parent was redelivered) still holds its claim: kick it again.
     return (set(wanted.values()) - set(taken)) | {child for child in taken if child in held}
-
-
-async def record_family(families: AsyncCollection[Record], root_id: str) -> None:
-    """Record that `root_id` has a family, before its first child's log is written.
-
-    One small document per root, written once (later spawns find it there): a root whose log
-    is deleted by hand leaves this behind, so its orphans are found from these records and
-    the roots' logs, never by reading every child's entry.
-    """
-    try:
-        await families.update_one(
-            {"_id": root_id}, {"$setOnInsert": {"since": utc_now()}}, upsert=True
-        )
-    except DuplicateKeyError:  # two parents of one family raced to record it: it is recorded
-        return
-    except ConnectionFailure as exc:
-        raise StoreUnavailableError(f"could not record the family of {root_id}: {exc}") from exc
 
 
 async def _holders(claims: AsyncCollection[Record], claim_ids: list[str]) -> set[str]:

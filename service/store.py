@@ -43,7 +43,7 @@ ARTISTS = Artist.Settings.name
 CLAIMS = "job_claims"
 # One document per root whose jobs have spawned children (`_id` = the root's job id), kept
 # when the root's own log is deleted: how the Orphans view finds deleted roots' families
-# without reading their entries (see `service.spawning.record_family`).
+# without reading their entries (see `service.logbook.record_family`).
 FAMILIES = "job_families"
 # Stream entries that could not be jobs (see `service.streams`).
 DEAD_LETTERS = "dead_letters"

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 import streamlit as st
-from pymongo import monitoring
 from streamlit.testing.v1 import AppTest
 
 from scripts.commands import CommandCounter
@@ -93,22 +92,6 @@ async def test_orphans_cost_the_same_few_queries_however_many_roots_are_missing(
     assert counter.count == 3
 
 
-class CommandLog(monitoring.CommandListener):
-    """Every command sent to the store, as sent."""
-
-    def __init__(self) -> None:
-        self.commands: list[dict[str, Any]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.commands.append(dict(event.command))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 async def test_orphans_read_the_entries_of_missing_roots_only(
     seeded: dict[str, str], mongo: Any, settings: Any
 ) -> None:
@@ -116,7 +99,7 @@ async def test_orphans_read_the_entries_of_missing_roots_only(
     # still there: only the families whose root is gone have their entries read.
     gone = seeded["Copper Wires"]
     await mongo[settings.mongodb_db][LOGS].delete_many({"jobId": gone})
-    log = CommandLog()
+    log = CommandCounter(only={"find", "aggregate"}, keep=True)
     with make_sync_client(settings.mongodb_url, event_listeners=[log]) as client:
         families = SyncExecutor(client[settings.mongodb_db]).run(queries.orphans())
     assert [family.missing_root for family in families] == [gone]

@@ -21,6 +21,7 @@ import pytest
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 from redis import Redis
 
+from scripts.chromium_page import CHROMIUM_FLAGS, IDLE
 from service.client import EnrichmentClient
 from service.config import Settings
 from service.demo.providers import LocalProviders
@@ -32,15 +33,7 @@ from tests.helpers import free_port, until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parents[2] / "artifacts"
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage",
-]  # fmt: skip
-READY = (
-    '[data-testid="stApp"][data-test-connection-state="CONNECTED"]'
-    '[data-test-script-state="notRunning"]'
-)
+READY = IDLE
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
 

@@ -6,7 +6,6 @@ Every value from the store goes through `dashboard.safe`: text is inert, images 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, singledispatch
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -14,7 +13,7 @@ from urllib.parse import quote
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from dashboard.safe import MAX_MESSAGE_CHARS, cached_image, clip, plain
+from dashboard.safe import MAX_MESSAGE_CHARS, cached_thumbnail, clip, image_uri, plain
 from service.models import JobStatus, LogEntry
 from service.models.base import CamelModel
 from service.models.jobs import CacheDetails, DiscogsDetails, MusicBrainzDetails
@@ -153,7 +152,7 @@ def _cache(details: CacheDetails, entry: LogEntry, context: CardContext) -> None
         _thumbnail(None, details.before_url)  # the provider's copy: never loaded, see below
     with after:
         st.caption("after")
-        _thumbnail(_cached_bytes(details, context), details.after_url)
+        _thumbnail(_cached_thumbnail(details, context), details.after_url)
     with facts:
         size = f"{details.size_bytes:,} bytes" if details.size_bytes is not None else "—"
         dims = f"{details.width}×{details.height}" if details.width else "—"
@@ -168,8 +167,8 @@ def _cache(details: CacheDetails, entry: LogEntry, context: CardContext) -> None
             st.caption(f"source {plain(details.source_url, MAX_MESSAGE_CHARS)}")
 
 
-def _thumbnail(image: bytes | None, url: str | None) -> None:
-    """Bytes we read and vouched for, else a placeholder with the URL as inert text.
+def _thumbnail(image: str | None, url: str | None) -> None:
+    """A thumbnail we made and vouched for, else a placeholder with the URL as inert text.
 
     A URL is never handed to the browser as an image: when it does not load (the demo's
     providers have stopped, a signed URL expired, a CDN is down) Streamlit draws a broken-image
@@ -180,21 +179,21 @@ def _thumbnail(image: bytes | None, url: str | None) -> None:
         st.caption(plain(url, MAX_MESSAGE_CHARS))
 
 
-def _cached_bytes(details: CacheDetails, context: CardContext) -> bytes | None:
+def _cached_thumbnail(details: CacheDetails, context: CardContext) -> str | None:
     if details.cache_location != "local":
         return None  # a Cloudflare copy is a URL: shown as text
     # The dashboard reads the local cache itself, and only inside IMAGE_CACHE_DIR.
-    return cached_image(details.cache_path, context.image_cache_dir, context.max_pixels)
+    return cached_thumbnail(
+        details.cache_path, context.image_cache_dir, context.max_pixels, THUMBNAIL_WIDTH
+    )
 
 
 @cache
-def placeholder_image() -> bytes:
-    """A grey picture frame (PNG): where a thumbnail goes when we hold no bytes for it."""
+def placeholder_image() -> str:
+    """A grey picture frame (a PNG `data:` URI): where a thumbnail goes when we hold none."""
     image = Image.new("RGB", (THUMBNAIL_WIDTH, THUMBNAIL_WIDTH * 3 // 4), "#eef0f3")
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, image.width - 1, image.height - 1), outline="#c9ced6", width=2)
     draw.polygon([(22, 84), (58, 42), (82, 70), (96, 56), (118, 84)], fill="#c9ced6")
     draw.ellipse((92, 22, 110, 40), fill="#c9ced6")
-    buffer = BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
+    return image_uri(image, lossless=True)

@@ -3,13 +3,15 @@
 Everything a log document holds came from a provider, a user or a URL, so it is untrusted.
 Streamlit renders labels, titles, captions and alerts as Markdown, and `st.image` reads any
 string that is not a URL as a path on the server: both are closed here, and pages use these
-helpers instead of passing store values on. Images reach the browser only as bytes read here
-from the image cache: a URL in a document is shown as text (see `dashboard.cards`).
+helpers instead of passing store values on. Images reach the browser only as thumbnails made
+here from the image cache: a URL in a document is shown as text (see `dashboard.cards`).
 """
 
 import re
 import string
 import warnings
+from base64 import b64encode
+from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -62,22 +64,53 @@ def browser_image(url: str | None, *, fetched: bool) -> str | None:
     return url if parts.scheme in _IMAGE_SCHEMES and parts.hostname else None
 
 
-def cached_image(relative: str | None, cache_dir: Path | None, max_pixels: int) -> bytes | None:
-    """The bytes of a file inside the image cache, when it is an image of bounded size."""
+def cached_thumbnail(
+    relative: str | None, cache_dir: Path | None, max_pixels: int, width: int
+) -> str | None:
+    """A file inside the image cache as a `data:` URI thumbnail, when it is a bounded image.
+
+    The thumbnail travels inside the page: Streamlit serves bytes handed to `st.image` from
+    its media store, which drops a file whenever a script run ends without it (another
+    visitor's run, a run cut short), and a browser that asks for it then draws a broken
+    image for good. A few kilobytes re-encoded here cannot go missing, and carry nothing of
+    the original file but its pixels.
+    """
     if not relative or cache_dir is None:
         return None
     root = cache_dir.resolve()
     path = (root / relative).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         return None
-    data = path.read_bytes()
-    # Streamlit decodes and resizes what it is given: check the canvas first (header only).
+    stat = path.stat()
+    return _thumbnail(str(path), stat.st_mtime_ns, stat.st_size, max_pixels, width)
+
+
+@lru_cache(maxsize=512)  # keyed by the file's version: a rewritten file is read again
+def _thumbnail(path: str, mtime_ns: int, size: int, max_pixels: int, width: int) -> str | None:
+    del mtime_ns, size  # only part of the cache key
     try:
         with warnings.catch_warnings():
             # Pillow warns about big canvases; the cap below is the decision.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(BytesIO(data)) as image:
-                width, height = image.size
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+            with Image.open(path) as image:
+                # The canvas is checked from the header, before anything is decoded.
+                if image.width * image.height > max_pixels:
+                    return None
+                image.draft("RGB", (width * 2, width * 2))  # JPEG: decode at a reduced scale
+                # Twice the shown width stays sharp on a high-density screen.
+                image.thumbnail((width * 2, width * 8))
+                return image_uri(image)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return None
-    return data if width * height <= max_pixels else None
+
+
+def image_uri(image: Image.Image, *, lossless: bool = False) -> str:
+    """`image` as a `data:` URI: PNG when asked or when it has transparency, else JPEG."""
+    buffer = BytesIO()
+    if lossless or image.mode in ("RGBA", "LA", "P") or "transparency" in image.info:
+        image.convert("RGBA").save(buffer, "PNG", optimize=True)
+        kind = "png"
+    else:
+        image.convert("RGB").save(buffer, "JPEG", quality=85)
+        kind = "jpeg"
+    return f"data:image/{kind};base64,{b64encode(buffer.getvalue()).decode('ascii')}"

@@ -26,7 +26,7 @@ from limits import parse
 from PIL import Image
 from pydantic import ValidationError
 
-from dashboard.safe import browser_image, cached_image, plain
+from dashboard.safe import browser_image, cached_thumbnail, plain
 from service.config import Settings
 from service.errors import EnrichmentError
 from service.models.jobs import AlbumJob
@@ -273,7 +273,7 @@ def dashboard_probes(cache: Path) -> dict[str, tuple[str, Probe]]:
         ),
         "dashboard: a cache path outside IMAGE_CACHE_DIR": (
             "refused",
-            refused_if_none(cached_image("../../../../etc/passwd", cache, 40_000_000)),
+            refused_if_none(cached_thumbnail("../../../../etc/passwd", cache, 40_000_000, 140)),
         ),
     }
 

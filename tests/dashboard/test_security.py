@@ -3,6 +3,8 @@
 import logging
 import re
 import time
+from base64 import b64decode
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,13 @@ def run(at: AppTest) -> AppTest:
 def image_sources(at: AppTest) -> list[str]:
     """Every image URL the page hands the browser (Streamlit's media URLs included)."""
     return [image.url for element in at.get("image") for image in element.proto.imgs]
+
+
+def decoded(source: str) -> Image.Image:
+    """The picture in a `data:image/...;base64,` URI."""
+    header, payload = source.split(",", 1)
+    assert header.endswith(";base64"), header
+    return Image.open(BytesIO(b64decode(payload))).convert("RGB")
 
 
 def family_page(root_id: str) -> AppTest:
@@ -58,11 +67,14 @@ async def test_paths_in_documents_never_reach_the_servers_files(
     )  # fmt: skip
     at = family_page("root-files")
     sources = image_sources(at)
-    # Eight thumbnails: the one cached file, as bytes Streamlit serves, and placeholders.
+    # Eight thumbnails: the one cached file and placeholders, each inside the page (a media
+    # URL Streamlit serves can be dropped before the browser asks: a broken image).
     # No URL from a document reaches the browser, not even one the worker fetched.
     assert len(sources) == 8, sources
     assert len(set(sources)) == 2, sources
-    assert all("/media/" in source and "://" not in source for source in sources), sources
+    assert all(source.startswith("data:image/") for source in sources), sources
+    pixels = {decoded(source).getpixel((0, 0)) for source in sources}
+    assert (254, 0, 0) in pixels or (255, 0, 0) in pixels, pixels  # the red file, re-encoded
     captions = " ".join(c.value for c in at.caption).replace("\\", "").replace("\u2060", "")
     assert "/etc/passwd" in captions  # shown as inert text instead
     assert "intranet.example" in captions

@@ -16,15 +16,38 @@ fails if a mongoeco release renames what is touched here.
    the engine then compares them as before.
 3. Its table of multikey entries (`entitySearch`) had no index by document, so replacing one
    document's entries scanned every entry of every document.
+
+Its reads grew with the collection too: at 25,000 logs, one lookup of a job by its id took
+0.4-1.5 s. Before each query the planner asks questions of the whole collection (does this
+field ever hold an array, a tagged value, a mix of types?), each a scan of every document,
+and it forgets the answers at every write, so a store that workers write to asks them again
+for every read. The query itself compares `json_type(...)` and `json_extract(...)`, which
+the engine's own indexes (written with `COALESCE`) cannot serve.
+
+4. The first time the planner asks about a field, SQLite gets two indexes on exactly the
+   expressions those questions and the query use (the field's JSON type and value, and its
+   tag), so each is one index seek. The answers and the engine's decisions are unchanged:
+   only how SQLite finds the rows. Two questions are reworded to be answerable from those
+   indexes: a tag is looked for at a path written into the SQL rather than bound (SQLite
+   matches an expression index only on the same text), and "does every document hold this
+   field as one type" becomes "is there a document holding it as another type, or not at
+   all".
+5. "Does a document this query matches hold an array or a tagged value where it sorts" is
+   first asked of the whole collection by index: when none does, no matching one does.
 """
 
+import hashlib
 import re
+import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import closing
 from typing import Any
 
+from mongoeco.core.codec import DocumentCodec
 from mongoeco.core.identity import id_contains_numeric_value
 from mongoeco.engines.sqlite import SQLiteEngine
+from mongoeco.engines.sqlite_query import json_path_for_field
 
 # A top-level field name that can be spelled inside a JSON path literal as it is.
 _PLAIN_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -34,6 +57,11 @@ _FIELD_TYPE = "COALESCE(json_extract(document, '$.{0}.\"$mongoeco\".type'), '')"
 _FIELD_VALUE = (
     "COALESCE(json_extract(document, '$.{0}.\"$mongoeco\".value'), json_extract(document, '$.{0}'))"
 )
+# A field path the planner's questions spell into SQL that we can spell the same way.
+_PLAIN_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+# What `json_type` answers for a present value; NULL when the field is missing.
+_JSON_TYPES = ("null", "true", "false", "integer", "real", "text", "array", "object")
+_SORT_TYPES = {"number": ("integer", "real"), "string": ("text",), "bool": ("true", "false")}
 
 
 class EmbeddedEngine(SQLiteEngine):
@@ -43,6 +71,7 @@ class EmbeddedEngine(SQLiteEngine):
         super().__init__(path)
         # Per engine thread: which documents a uniqueness check has to read.
         self._narrowed = threading.local()
+        self._indexed_paths: set[str] = set()
 
     def _connect_sync(self) -> None:
         super()._connect_sync()
@@ -99,3 +128,166 @@ class EmbeddedEngine(SQLiteEngine):
         rows = self._require_connection().execute(query, (db_name, coll_name, value))
         for storage_key, payload in rows.fetchall():
             yield storage_key, self._deserialize_document(payload)
+
+    # Reads: see 4. and 5. above.
+
+    def _path_literal(self, field: str) -> str | None:
+        """The JSON path of `field` as the planner spells it, once SQLite has it indexed."""
+        if _PLAIN_PATH.fullmatch(field) is None:
+            return None
+        path = json_path_for_field(field)
+        if path in self._indexed_paths:
+            return f"'{path}'"
+        if self._path != ":memory:" and self._index(path):
+            self._indexed_paths.add(path)
+        return f"'{path}'"
+
+    def _index(self, path: str) -> bool:
+        """Index `path` for the planner's questions; False when the store is busy writing.
+
+        On a connection of its own: the planner asks inside a read (or a write's)
+        transaction, which must not commit an index. It never waits for a lock held by that
+        transaction (timeout 0): the next read tries again.
+        """
+        name = hashlib.sha256(path.encode()).hexdigest()[:16]
+        literal = f"'{path}'"
+        kind, value = f"json_type(document, {literal})", f"json_extract(document, {literal})"
+        try:
+            with closing(sqlite3.connect(self._path, timeout=0, isolation_level=None)) as own:
+                own.execute(
+                    f"CREATE INDEX IF NOT EXISTS probe_value_{name} ON documents"
+                    f" (db_name, coll_name, {kind}, {value})"
+                )
+                own.execute(
+                    f"CREATE INDEX IF NOT EXISTS probe_tag_{name} ON documents"
+                    f" (db_name, coll_name, {_tag(literal)}, {kind})"
+                )
+        except sqlite3.OperationalError:
+            return False
+        return True
+
+    def _exists(self, db_name: str, coll_name: str, condition: str) -> bool:
+        row = (
+            self._require_connection()
+            .execute(
+                "SELECT 1 FROM documents WHERE db_name = ? AND coll_name = ?"  # noqa: S608
+                f" AND {condition} LIMIT 1",
+                (db_name, coll_name),
+            )
+            .fetchone()
+        )
+        return row is not None
+
+    def _any(self, db_name: str, coll_name: str, conditions: Iterable[str]) -> bool:
+        # One query per condition: SQLite answers each from an index, an OR of them by a scan.
+        return any(self._exists(db_name, coll_name, condition) for condition in conditions)
+
+    def _field_traverses_array_in_collection(
+        self, db_name: str, coll_name: str, field: str
+    ) -> bool:
+        self._path_literal(field)  # the query's own comparisons
+        parts = field.split(".")
+        for end in range(1, len(parts)):
+            self._path_literal(".".join(parts[:end]))
+        return bool(super()._field_traverses_array_in_collection(db_name, coll_name, field))
+
+    def _field_is_top_level_array_in_collection(
+        self, db_name: str, coll_name: str, field: str
+    ) -> bool:
+        self._path_literal(field)
+        return bool(super()._field_is_top_level_array_in_collection(db_name, coll_name, field))
+
+    def _field_contains_real_numeric_in_collection(
+        self, db_name: str, coll_name: str, field: str
+    ) -> bool:
+        self._path_literal(field)
+        return bool(super()._field_contains_real_numeric_in_collection(db_name, coll_name, field))
+
+    def _field_contains_tagged_value_type_in_collection(
+        self, db_name: str, coll_name: str, field: str, value_type: str
+    ) -> bool:
+        path = self._path_literal(field)
+        key = (db_name, coll_name, f"tagged_type:{field}:{value_type}")
+        if path is None or value_type not in _TAGS:
+            return bool(
+                super()._field_contains_tagged_value_type_in_collection(
+                    db_name, coll_name, field, value_type
+                )
+            )
+        if key not in self._collection_features_cache:
+            self._collection_features_cache[key] = self._exists(
+                db_name, coll_name, f"{_tag(path)} = '{value_type}'"
+            )
+        return bool(self._collection_features_cache[key])
+
+    def _field_has_uniform_scalar_sort_type_in_collection(
+        self, db_name: str, coll_name: str, field: str
+    ) -> str | None:
+        path = self._path_literal(field)
+        key = (db_name, coll_name, f"uniform_scalar_sort_type:{field}")
+        if path is None:
+            return super()._field_has_uniform_scalar_sort_type_in_collection(
+                db_name, coll_name, field
+            )
+        if key not in self._collection_features_cache:
+            self._collection_features_cache[key] = self._uniform_type(db_name, coll_name, path)
+        cached = self._collection_features_cache[key]
+        return cached if isinstance(cached, str) else None
+
+    def _uniform_type(self, db_name: str, coll_name: str, path: str) -> str | bool:
+        """The engine's answer (a sort type, or False), from index seeks instead of a count."""
+        kind = f"json_type(document, {path})"
+        for name, types in _SORT_TYPES.items():
+            if not self._exists(db_name, coll_name, f"{kind} IN {_sql_list(types)}"):
+                continue
+            others = tuple(t for t in _JSON_TYPES if t not in types)
+            mixed = (f"{kind} IS NULL", f"{kind} IN {_sql_list(others)}")
+            return False if self._any(db_name, coll_name, mixed) else name
+        return False
+
+    def _sort_requires_python(self, db_name: str, coll_name: str, plan: Any, sort: Any) -> bool:
+        paths = [self._path_literal(field) for field, _ in sort or ()]
+        if paths and all(paths):
+            # The engine's last question, asked of the whole collection by index first: an
+            # array, or an object untagged or tagged as a number, where the query sorts.
+            anywhere = [condition for path in paths if path for condition in _unsortable(path)]
+            if not self._any(db_name, coll_name, anywhere):
+                return self._sort_requires_python_without_scan(db_name, coll_name, plan, sort)
+        return bool(super()._sort_requires_python(db_name, coll_name, plan, sort))
+
+    def _sort_requires_python_without_scan(
+        self, db_name: str, coll_name: str, plan: Any, sort: Any
+    ) -> bool:
+        # The engine's other reasons, each answered from the cache or an index seek.
+        if self._plan_has_array_traversing_paths(db_name, coll_name, plan):
+            return True
+        return any(
+            self._field_traverses_array_in_collection(db_name, coll_name, field)
+            or self._field_contains_tagged_bytes_in_collection(db_name, coll_name, field)
+            or self._field_contains_tagged_undefined_in_collection(db_name, coll_name, field)
+            for field, _ in sort
+        )
+
+
+# The tags a planner question looks for (mongoeco's codec names; a value is spelled in SQL).
+_TAGS = frozenset({"bytes", "undefined", "decimal", "decimal128", "decimal128_public", "dbref"})
+
+
+def _unsortable(path: str) -> tuple[str, ...]:
+    """mongoeco's test for a value it sorts in Python, worded for the two indexes of `path`."""
+    tag = _tag(path)
+    return (
+        f"json_type(document, {path}) = 'array'",
+        f"{tag} IN ('', 'int64', 'decimal', 'decimal128', 'decimal128_public')",
+        f"{tag} IS NULL AND json_type(document, {path}) = 'object'",
+    )
+
+
+def _tag(path: str) -> str:
+    """The tag mongoeco's codec wraps a value in (`bytes`, `datetime`...) at a path literal."""
+    marker, kind = DocumentCodec._MARKER, DocumentCodec._TYPE
+    return f"json_extract(document, '{path[1:-1]}.\"{marker}\".{kind}')"
+
+
+def _sql_list(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{value}'" for value in values) + ")"

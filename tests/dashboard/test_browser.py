@@ -58,19 +58,21 @@ def dashboard_url(settings_env: dict[str, str], tmp_path: Path) -> Iterator[str]
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as answer:
-                if answer.status == 200:
-                    break
-        except (URLError, ConnectionError):
-            assert time.monotonic() < deadline, (tmp_path / "streamlit.log").read_text()
-            time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(10)
-    log.close()
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as answer:
+                    if answer.status == 200:
+                        break
+            except (URLError, ConnectionError):
+                assert time.monotonic() < deadline, (tmp_path / "streamlit.log").read_text()
+                time.sleep(0.2)
+        yield url
+    finally:  # a server that never came up is stopped too
+        process.terminate()
+        process.wait(10)
+        log.close()
 
 
 @pytest.fixture

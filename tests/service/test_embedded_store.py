@@ -1,8 +1,9 @@
-"""The embedded store's engine: a write checks its `_id` by key, not by reading every document."""
+"""The embedded store's engine: writes and reads find their documents by key and by index."""
 
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,65 @@ def test_a_documents_multikey_entries_are_found_by_its_key(tmp_path: Path) -> No
             " WHERE collection_id = 1 AND storage_key = 'k' AND index_name = 'i'"
         ).fetchall()
     assert any("storage_key=?" in str(step) for step in plan), plan
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every SQL statement the engine runs from here on, on any of its connections."""
+    seen: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connection = connect(*args, **kwargs)
+        connection.set_trace_callback(seen.append)
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    return seen
+
+
+def whole_collection_reads(path: Path, statements: list[str]) -> list[str]:
+    """The statements SQLite answers by reading every document of a collection."""
+    reads = []
+    with closing(sqlite3.connect(path)) as db:
+        for sql in dict.fromkeys(statements):
+            if "FROM documents" not in sql or not sql.lstrip().upper().startswith("SELECT"):
+                continue
+            plan = " | ".join(step[3] for step in db.execute(f"EXPLAIN QUERY PLAN {sql}"))
+            # Narrowed to one collection only (the table's key prefix), or not at all.
+            if "SCAN documents" in plan or "(db_name=? AND coll_name=?)" in plan:
+                reads.append(f"{plan}  <-  {' '.join(sql.split())[:300]}")
+    return reads
+
+
+def test_reads_find_their_documents_by_index(tmp_path: Path, statements: list[str]) -> None:
+    # What every view asks: a job's attempts, a family's entries in order, a page of roots.
+    path = tmp_path / "store.sqlite"
+    client = MongoClient(engine=EmbeddedEngine(str(path)))
+    logs = client["test"]["logs"]
+    logs.create_index([("jobId", 1), ("attempt", 1)])
+    logs.create_index([("parentJobId", 1), ("startedAt", 1)])
+    logs.insert_many(
+        {"jobId": f"job-{i}", "attempt": 1, "parentJobId": f"root-{i % 5}", "status": "success",
+         "startedAt": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i)}
+        for i in range(200)
+    )  # fmt: skip
+
+    def views() -> list[int]:
+        in_order = [("startedAt", 1), ("attempt", 1)]
+        successes = {"parentJobId": "root-3", "status": "success"}
+        return [
+            len(list(logs.find({"jobId": "job-7"}).sort("attempt", 1))),
+            len(list(logs.find({"parentJobId": "root-2"}).sort(in_order))),
+            len(list(logs.find(successes).sort("startedAt", -1).limit(5))),
+            logs.count_documents({"parentJobId": "root-4"}),
+        ]
+
+    assert views() == [1, 40, 5, 40]  # the first read of a field builds its indexes
+    logs.update_one({"jobId": "job-8", "attempt": 1}, {"$set": {"status": "failed"}})
+    statements.clear()
+    assert views() == [1, 40, 5, 40]  # after a write, as workers keep writing
+    client.close()
+    assert statements
+    reads = whole_collection_reads(path, statements)
+    assert reads == [], "\n".join(reads)

@@ -24,9 +24,10 @@ and it forgets the answers at every write, so a store that workers write to asks
 for every read. The query itself compares `json_type(...)` and `json_extract(...)`, which
 the engine's own indexes (written with `COALESCE`) cannot serve.
 
-4. The first time the planner asks about a field, SQLite gets two indexes on exactly the
-   expressions those questions and the query use (the field's JSON type and value, and its
-   tag), so each is one index seek. The answers and the engine's decisions are unchanged:
+4. Each indexed field (and the few the views filter by within a family) gets two SQLite
+   indexes on exactly the expressions those questions and the query use (the field's JSON
+   type and value, and its tag), so each is one index seek. They are made when the index
+   is, or at start-up, between transactions. The answers and the engine's decisions are unchanged:
    only how SQLite finds the rows. Two questions are reworded to be answerable from those
    indexes: a tag is looked for at a path written into the SQL rather than bound (SQLite
    matches an expression index only on the same text), and "does every document hold this
@@ -37,11 +38,11 @@ the engine's own indexes (written with `COALESCE`) cannot serve.
 """
 
 import hashlib
+import json
 import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import closing
 from typing import Any
 
 from mongoeco.core.codec import DocumentCodec
@@ -57,6 +58,9 @@ _FIELD_TYPE = "COALESCE(json_extract(document, '$.{0}.\"$mongoeco\".type'), '')"
 _FIELD_VALUE = (
     "COALESCE(json_extract(document, '$.{0}.\"$mongoeco\".value'), json_extract(document, '$.{0}'))"
 )
+# Fields the service's views filter or sort by within an indexed family, with no index of
+# their own: the planner asks about them too (see 4.).
+UNINDEXED_FIELDS = ("status", "jobType", "durationMs")
 # A field path the planner's questions spell into SQL that we can spell the same way.
 _PLAIN_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 # What `json_type` answers for a present value; NULL when the field is missing.
@@ -80,6 +84,9 @@ class EmbeddedEngine(SQLiteEngine):
                 "CREATE INDEX IF NOT EXISTS idx_multikey_entries_storage"
                 " ON multikey_entries (collection_id, storage_key, index_name)"
             )
+            declared = self._connection.execute("SELECT fields FROM indexes").fetchall()
+            fields = {field for (text,) in declared for field in json.loads(text)}
+            self._index_paths(self._connection, sorted(fields | set(UNINDEXED_FIELDS)))
 
     def _validate_document_against_unique_indexes(
         self, db_name: str, coll_name: str, document: Any, **options: Any
@@ -132,39 +139,51 @@ class EmbeddedEngine(SQLiteEngine):
     # Reads: see 4. and 5. above.
 
     def _path_literal(self, field: str) -> str | None:
-        """The JSON path of `field` as the planner spells it, once SQLite has it indexed."""
-        if _PLAIN_PATH.fullmatch(field) is None:
-            return None
+        """The JSON path of `field` as the planner spells it, when SQLite has it indexed."""
         path = json_path_for_field(field)
-        if path in self._indexed_paths:
-            return f"'{path}'"
-        if self._path != ":memory:" and self._index(path):
-            self._indexed_paths.add(path)
-        return f"'{path}'"
+        return f"'{path}'" if path in self._indexed_paths else None
 
-    def _index(self, path: str) -> bool:
-        """Index `path` for the planner's questions; False when the store is busy writing.
+    def _create_index_sync(
+        self, db_name: str, coll_name: str, keys: Any, *args: Any, **kwargs: Any
+    ) -> str:
+        name = super()._create_index_sync(db_name, coll_name, keys, *args, **kwargs)
+        fields = [keys] if isinstance(keys, str) else [key[0] for key in keys]
+        with self._lock:
+            self._index_paths(self._require_connection(), fields)
+        return str(name)
 
-        On a connection of its own: the planner asks inside a read (or a write's)
-        transaction, which must not commit an index. It never waits for a lock held by that
-        transaction (timeout 0): the next read tries again.
+    def _index_paths(self, connection: sqlite3.Connection, fields: Iterable[str]) -> None:
+        """Index each field (and each path above it) for the planner's questions.
+
+        Only between transactions, on the engine's own connection: a schema change made
+        while another transaction is open would fail that transaction's next write.
         """
+        if connection.in_transaction:
+            return
+        for field in fields:
+            parts = field.split(".")
+            for end in range(1, len(parts) + 1):
+                prefix = ".".join(parts[:end])
+                if _PLAIN_PATH.fullmatch(prefix) is None:
+                    break
+                path = json_path_for_field(prefix)
+                if path not in self._indexed_paths:
+                    self._index(connection, path)
+                    self._indexed_paths.add(path)
+
+    @staticmethod
+    def _index(connection: sqlite3.Connection, path: str) -> None:
         name = hashlib.sha256(path.encode()).hexdigest()[:16]
         literal = f"'{path}'"
         kind, value = f"json_type(document, {literal})", f"json_extract(document, {literal})"
-        try:
-            with closing(sqlite3.connect(self._path, timeout=0, isolation_level=None)) as own:
-                own.execute(
-                    f"CREATE INDEX IF NOT EXISTS probe_value_{name} ON documents"
-                    f" (db_name, coll_name, {kind}, {value})"
-                )
-                own.execute(
-                    f"CREATE INDEX IF NOT EXISTS probe_tag_{name} ON documents"
-                    f" (db_name, coll_name, {_tag(literal)}, {kind})"
-                )
-        except sqlite3.OperationalError:
-            return False
-        return True
+        connection.execute(
+            f"CREATE INDEX IF NOT EXISTS probe_value_{name} ON documents"
+            f" (db_name, coll_name, {kind}, {value})"
+        )
+        connection.execute(
+            f"CREATE INDEX IF NOT EXISTS probe_tag_{name} ON documents"
+            f" (db_name, coll_name, {_tag(literal)}, {kind})"
+        )
 
     def _exists(self, db_name: str, coll_name: str, condition: str) -> bool:
         row = (
@@ -181,27 +200,6 @@ class EmbeddedEngine(SQLiteEngine):
     def _any(self, db_name: str, coll_name: str, conditions: Iterable[str]) -> bool:
         # One query per condition: SQLite answers each from an index, an OR of them by a scan.
         return any(self._exists(db_name, coll_name, condition) for condition in conditions)
-
-    def _field_traverses_array_in_collection(
-        self, db_name: str, coll_name: str, field: str
-    ) -> bool:
-        self._path_literal(field)  # the query's own comparisons
-        parts = field.split(".")
-        for end in range(1, len(parts)):
-            self._path_literal(".".join(parts[:end]))
-        return bool(super()._field_traverses_array_in_collection(db_name, coll_name, field))
-
-    def _field_is_top_level_array_in_collection(
-        self, db_name: str, coll_name: str, field: str
-    ) -> bool:
-        self._path_literal(field)
-        return bool(super()._field_is_top_level_array_in_collection(db_name, coll_name, field))
-
-    def _field_contains_real_numeric_in_collection(
-        self, db_name: str, coll_name: str, field: str
-    ) -> bool:
-        self._path_literal(field)
-        return bool(super()._field_contains_real_numeric_in_collection(db_name, coll_name, field))
 
     def _field_contains_tagged_value_type_in_collection(
         self, db_name: str, coll_name: str, field: str, value_type: str

@@ -1,6 +1,7 @@
 """Two thin executors for store plans: sync PyMongo (Streamlit, the migration) and async.
 
-A plan is a generator that yields store operations (`Find`, `Aggregate`, index work) and
+A plan is a generator that yields store operations (`Find`, `Aggregate`, `Count`, the
+`UpdateOne` that keeps a snapshot, index work) and
 receives each one's documents, then returns its result. Every read and the index maintenance
 are written once, as plans; these executors only do the I/O, as httpx's `Client` and
 `AsyncClient` do around one `BaseClient`.
@@ -64,7 +65,24 @@ class CreateIndexes:
     indexes: Sequence[IndexModel]
 
 
-Operation = Find | Aggregate | ListIndexes | DropIndex | CreateIndexes
+@dataclass(frozen=True)
+class Count:
+    """`count_documents`, answered as one record: `{"n": count}`."""
+
+    collection: str
+    filter: Record
+
+
+@dataclass(frozen=True)
+class UpdateOne:
+    """`update_one`, never an upsert (a read keeping a snapshot): `{"matched": 0 or 1}`."""
+
+    collection: str
+    filter: Record
+    update: Record
+
+
+Operation = Find | Aggregate | Count | UpdateOne | ListIndexes | DropIndex | CreateIndexes
 type Plan[T] = Generator[Operation, list[Record], T]
 
 
@@ -124,6 +142,11 @@ class SyncExecutor:
             case Aggregate():
                 with collection.aggregate(operation.pipeline) as cursor:
                     return list(cursor)
+            case Count():
+                return [{"n": collection.count_documents(operation.filter)}]
+            case UpdateOne():
+                matched = collection.update_one(operation.filter, operation.update).matched_count
+                return [{"matched": matched}]
             case ListIndexes():
                 return _index_records(collection.index_information())
             case DropIndex():
@@ -158,25 +181,15 @@ class AsyncExecutor:
         collection = self.database[operation.collection]
         match operation:
             case Find():
-                cursor = collection.find(
-                    operation.filter,
-                    operation.projection,
-                    sort=list(operation.sort) or None,
-                    skip=operation.skip,
-                    limit=operation.limit,
-                )
-                async with cursor:
-                    if operation.until is None:
-                        return await cursor.to_list()
-                    taken = []
-                    async for document in cursor:
-                        taken.append(document)
-                        if operation.until(document):
-                            break
-                    return taken
+                return await self._find(operation)
             case Aggregate():
                 async with await collection.aggregate(operation.pipeline) as results:
                     return await results.to_list()
+            case Count():
+                return [{"n": await collection.count_documents(operation.filter)}]
+            case UpdateOne():
+                result = await collection.update_one(operation.filter, operation.update)
+                return [{"matched": result.matched_count}]
             case ListIndexes():
                 return _index_records(await collection.index_information())
             case DropIndex():
@@ -188,3 +201,21 @@ class AsyncExecutor:
             case CreateIndexes():
                 await collection.create_indexes(list(operation.indexes))
                 return []
+
+    async def _find(self, operation: Find) -> list[Record]:
+        cursor = self.database[operation.collection].find(
+            operation.filter,
+            operation.projection,
+            sort=list(operation.sort) or None,
+            skip=operation.skip,
+            limit=operation.limit,
+        )
+        async with cursor:
+            if operation.until is None:
+                return await cursor.to_list()
+            taken = []
+            async for document in cursor:
+                taken.append(document)
+                if operation.until(document):
+                    break
+            return taken

@@ -169,6 +169,24 @@ async def record_family(families: AsyncCollection[Record], root_id: str, *, time
     await _retrying(timeout, f"the family record of {root_id}", upsert)
 
 
+async def touch_family(
+    families: AsyncCollection[Record], root_id: str | None, *, timeout: float
+) -> None:
+    """Say that a family changed where its count of entries does not show it.
+
+    The one write that may overwrite a finished entry (a poison message's failed entry on
+    an attempt that exists) makes a roll-up kept in the family's record stale
+    (`service.queries`): bumping the record's version retires it.
+    """
+    if not root_id:
+        return
+
+    async def bump() -> None:
+        await families.update_one({"_id": root_id}, {"$inc": {"version": 1}})
+
+    await _retrying(timeout, f"the family record of {root_id}", bump)
+
+
 async def forget_queued(logs: AsyncCollection[Record], job_ids: list[str]) -> None:
     """Remove the queued entries of jobs whose message was never sent (best effort)."""
     if not job_ids:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from service.executors import Aggregate, Find, Plan, Record
+from service.executors import Aggregate, Count, Find, Plan, Record, UpdateOne
 from service.models import JobStatus, JobType, LogEntry
 from service.models.logs import search_text
 from service.models.views import (
@@ -71,9 +71,58 @@ def roots_page(
     ids = [entry.job_id for entry in page.entries if entry.job_id]
     rollups: dict[str, Record] = {}
     if ids:
-        rows = yield Aggregate(LOGS, rollup_pipeline(ids, max_attempts))
-        rollups = {row.pop("_id"): row for row in rows}
+        rollups, versions = yield from _snapshots(ROLLUP, ids, max_attempts)
+        if missing := [root for root in ids if root not in rollups]:
+            rows = yield Aggregate(LOGS, rollup_pipeline(missing, max_attempts))
+            for row in rows:
+                root, entries = row.pop("_id"), row.pop("entries")
+                rollups[root] = row
+                if root in versions and not (
+                    row["childrenQueued"] or row["childrenRunning"] or row["stillRunning"]
+                ):
+                    yield from _keep(ROLLUP, root, versions[root], entries, max_attempts, row)
     return [RootSummary(root=e, **rollups.get(e.job_id or "", {})) for e in page.entries]
+
+
+# A family with no queued or running entry changes only by gaining or losing entries: every
+# write to an existing entry is conditional on its being queued or running, except a
+# poison message's, which bumps the family's `version` (`logbook.touch_family`). So a
+# roll-up of such a family, kept in its record with the entries it counted, stays true
+# while the family's count of entries (one index count) and its version are unchanged.
+ROLLUP, PROGRESS = "rollup", "progress"
+
+
+def _snapshots(
+    kind: str, root_ids: list[str], max_attempts: int
+) -> Plan[tuple[dict[str, Any], dict[str, Any]]]:
+    """The still-true `kind` snapshots of these families, and every record's version."""
+    records = yield Find(FAMILIES, {"_id": {"$in": root_ids}}, projection={"version": 1, kind: 1})
+    versions = {str(record["_id"]): record.get("version") for record in records}
+    kept: dict[str, Any] = {}
+    for record in records:
+        snapshot = record.get(kind)
+        if (
+            not isinstance(snapshot, dict)
+            or snapshot.get("version") != record.get("version")
+            or snapshot.get("maxAttempts") != max_attempts
+        ):
+            continue
+        [counted] = yield Count(LOGS, {"parentJobId": record["_id"]})
+        if counted["n"] == snapshot.get("entries"):
+            kept[str(record["_id"])] = snapshot["value"]
+    return kept, versions
+
+
+def _keep(
+    kind: str, root_id: str, version: Any, entries: int, max_attempts: int, value: Any
+) -> Plan[None]:
+    """Keep a settled family's `kind` in its record, unless the record changed meanwhile."""
+    snapshot = {"version": version, "entries": entries, "maxAttempts": max_attempts}
+    yield UpdateOne(
+        FAMILIES,
+        {"_id": root_id, "version": version},
+        {"$set": {kind: {**snapshot, "value": value}}},
+    )
 
 
 def timeline(root_id: str) -> Plan[Timeline]:
@@ -118,21 +167,34 @@ def family_progress(root_id: str) -> Plan[FamilyProgress]:
     what a progress bar polls (a 10,000-album run would make `timeline` move megabytes).
     """
     root = yield Find(LOGS, {"jobId": root_id}, sort=(("attempt", -1),), limit=1)
+    root_status = root[0].get("status") if root else None
+    kept, versions = yield from _snapshots(PROGRESS, [root_id], 0)
+    if root_id in kept:
+        counts = [(str(t), str(s), int(n)) for t, s, n in kept[root_id]]
+        return FamilyProgress(root_status=root_status, counts=counts)
     rows = yield Aggregate(
         LOGS,
         [
             {"$match": {"parentJobId": root_id}},
             {"$sort": {"jobId": 1, "attempt": -1}},
             {"$group": {
-                "_id": "$jobId", "jobType": {"$first": "$jobType"}, "status": {"$first": "$status"}
+                "_id": "$jobId", "jobType": {"$first": "$jobType"},
+                "status": {"$first": "$status"}, "attempts": {"$sum": 1},
             }},
-            {"$group": {"_id": {"jobType": "$jobType", "status": "$status"}, "jobs": {"$sum": 1}}},
+            {"$group": {
+                "_id": {"jobType": "$jobType", "status": "$status"}, "jobs": {"$sum": 1},
+                "entries": {"$sum": "$attempts"},
+            }},
         ],
     )  # fmt: skip
-    counts = [(str(r["_id"]["jobType"]), str(r["_id"]["status"]), int(r["jobs"])) for r in rows]
-    return FamilyProgress(
-        root_status=root[0].get("status") if root else None, counts=sorted(counts)
+    counts = sorted(
+        (str(r["_id"]["jobType"]), str(r["_id"]["status"]), int(r["jobs"])) for r in rows
     )
+    unfinished = {JobStatus.QUEUED.value, JobStatus.RUNNING.value}
+    if root_id in versions and not any(status in unfinished for _, status, _ in counts):
+        entries = sum(int(r["entries"]) for r in rows)
+        yield from _keep(PROGRESS, root_id, versions[root_id], entries, 0, counts)
+    return FamilyProgress(root_status=root_status, counts=counts)
 
 
 @dataclass(frozen=True)
@@ -295,10 +357,11 @@ def rollup_pipeline(root_ids: list[str], max_attempts: int) -> list[Record]:
     return [
         {"$match": {"parentJobId": {"$in": root_ids}}},
         {"$sort": {"jobId": 1, "attempt": 1}},
-        {"$group": {"_id": "$jobId", **latest}},
+        {"$group": {"_id": "$jobId", **latest, "attempts": {"$sum": 1}}},
         {
             "$group": {
                 "_id": "$root",
+                "entries": {"$sum": "$attempts"},
                 "childrenTotal": {"$sum": 1},
                 "childrenQueued": count(equals("status", JobStatus.QUEUED)),
                 "childrenRunning": count(equals("status", JobStatus.RUNNING)),

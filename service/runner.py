@@ -45,6 +45,7 @@ from service.logbook import (
     queue_entries,
     record_family,
     storable,
+    touch_family,
     write_log,
     write_outcome,
 )
@@ -166,7 +167,10 @@ class JobRunner:
                 finished_at=now,
                 error=describe_error(InvalidRequestError(poison.reason)),
             )
-            await write_log(self._logs, entry, timeout=self._settings.log_write_timeout_seconds)
+            timeout = self._settings.log_write_timeout_seconds
+            await write_log(self._logs, entry, timeout=timeout)
+            families = self._resources.store.families
+            await touch_family(families, entry.parent_job_id, timeout=timeout)
             known = self._broker.find_task(message.task_name) is not None
             JOBS.labels(message.task_name if known else "unknown", JobStatus.FAILED).inc()
             return

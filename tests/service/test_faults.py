@@ -32,7 +32,7 @@ from service.models import JobError, JobStatus, LogEntry
 from service.models.views import Timeline
 from service.providers.ratelimit import SharedRateLimiter
 from service.spawning import kick_job
-from service.store import DEAD_LETTERS, LOGS, connect_store
+from service.store import DEAD_LETTERS, FAMILIES, LOGS, connect_store
 from service.streams import due_key, lane_stream
 from tests.helpers import (
     enrichment,
@@ -286,8 +286,16 @@ async def test_poison_is_recorded_in_one_delivery_and_the_next_message_runs(
             )
         },
         {b"data": raw_message("enrich_artist", "poison-extra", job={"name": "x"}, more=1)},
+        # In a family: its entry may overwrite a finished one, so the family's record says so.
+        {
+            b"data": raw_message(
+                "enrich_artist", "poison-family", job={"name": "x", "parentJobId": "root-p"}, more=1
+            )
+        },
         {b"data": b"[" * 100_000 + b"]" * 100_000},
     ]
+    families = mongo[settings.mongodb_db][FAMILIES]
+    await families.insert_one({"_id": "root-p"})
     for fields in poison:
         await redis.xadd(stream, fields)  # type: ignore[arg-type]
     good = await client.kick_artist(name="Mira Kestrel")
@@ -304,7 +312,7 @@ async def test_poison_is_recorded_in_one_delivery_and_the_next_message_runs(
     assert all(len(d["excerpt"]) <= 1024 for d in letters)
     logs = mongo[settings.mongodb_db][LOGS]
     failed = ["poison-unknown", "poison-no-job", "poison-label", "poison-text", "poison-digit"]
-    for job_id in [*failed, "poison-ack", "poison-extra"]:
+    for job_id in [*failed, "poison-ack", "poison-extra", "poison-family"]:
         [entry] = [doc async for doc in logs.find({"jobId": job_id})]
         assert entry["status"] == "failed"
         assert entry["error"]["type"] == "InvalidRequestError"
@@ -312,7 +320,8 @@ async def test_poison_is_recorded_in_one_delivery_and_the_next_message_runs(
     await until(lambda: redis.xpending(stream, stream), lambda p: p["pending"] == 0, 10)
     # Each was delivered once: recorded once, never redelivered.
     assert len(letters) == 4
-    assert await logs.count_documents({"jobId": {"$regex": "^poison-"}}) == 7
+    assert await logs.count_documents({"jobId": {"$regex": "^poison-"}}) == 8
+    assert (await families.find_one({"_id": "root-p"}) or {}).get("version") == 1
 
 
 async def test_oversized_text_is_refused_with_a_clear_error(client: EnrichmentClient) -> None:

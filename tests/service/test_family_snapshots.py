@@ -1,0 +1,116 @@
+"""A settled family's roll-up and progress are kept in its record and read back, while true."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from service import queries
+from service.config import Settings
+from service.executors import AsyncExecutor, Operation, Record
+from service.logbook import touch_family
+from service.store import FAMILIES, LOGS
+from tests.dashboard.hostile import seed_family
+
+
+class Recording(AsyncExecutor):
+    """The async executor, noting which operations each plan sent."""
+
+    def __init__(self, database: Any) -> None:
+        super().__init__(database)
+        self.sent: list[str] = []
+
+    async def _execute(self, operation: Operation) -> list[Record]:
+        self.sent.append(type(operation).__name__)
+        return await super()._execute(operation)
+
+
+def child(job_id: str, status: str, **fields: Any) -> dict[str, Any]:
+    return {"jobId": job_id, "jobType": "enrich_artist", "status": status, **fields}
+
+
+async def family(mongo: Any, settings: Settings, root_id: str, *children: dict[str, Any]) -> Any:
+    """A root with these children and its family record, as a worker leaves them."""
+    await seed_family(mongo, settings, root_id, *children)
+    database = mongo[settings.mongodb_db]
+    await database[FAMILIES].insert_one({"_id": root_id, "since": datetime.now(UTC)})
+    return database
+
+
+async def roll_up(database: Any, root_id: str) -> tuple[dict[str, Any], list[str]]:
+    executor = Recording(database)
+    page = queries.roots_page(queries.RootFilters(), limit=50, max_attempts=3)
+    [summary] = [s for s in await executor.run(page) if s.root.job_id == root_id]
+    return summary.model_dump(exclude={"root"}), executor.sent
+
+
+async def test_a_settled_familys_roll_up_is_read_back_until_it_gains_an_entry(
+    mongo: Any, settings: Settings
+) -> None:
+    database = await family(
+        mongo, settings, "root-s",
+        child("a", "success"), child("b", "skipped"),
+        child("c", "failed", error={"type": "NotFoundError", "message": "x", "retryable": False}),
+    )  # fmt: skip
+    first, sent = await roll_up(database, "root-s")
+    assert "Aggregate" in sent
+    assert "UpdateOne" in sent
+    assert (first["children_total"], first["children_failed"], first["children_skipped"]) == (
+        3, 1, 1,
+    )  # fmt: skip
+    again, sent = await roll_up(database, "root-s")
+    assert again == first
+    assert "Aggregate" not in sent  # one count of the family's entries instead
+    assert "Count" in sent
+
+    # A re-run of a child: a new entry, queued, then run. Never a stale roll-up.
+    logs = database[LOGS]
+    await logs.insert_one({**child("d", "queued"), "parentJobId": "root-s", "attempt": 1})
+    queued, sent = await roll_up(database, "root-s")
+    assert (queued["children_total"], queued["children_queued"]) == (4, 1)
+    assert "UpdateOne" not in sent  # unfinished work: nothing kept
+    await logs.update_one({"jobId": "d"}, {"$set": {"status": "success"}})
+    done, _ = await roll_up(database, "root-s")
+    assert (done["children_total"], done["children_queued"]) == (4, 0)
+    kept, sent = await roll_up(database, "root-s")
+    assert kept == done
+    assert "Aggregate" not in sent
+
+
+async def test_a_family_with_running_work_is_rolled_up_every_time(
+    mongo: Any, settings: Settings
+) -> None:
+    database = await family(mongo, settings, "root-r", child("a", "success"), child("b", "running"))
+    for _ in range(2):
+        summary, sent = await roll_up(database, "root-r")
+        assert summary["children_running"] == 1
+        assert "Aggregate" in sent
+        assert "UpdateOne" not in sent
+
+
+async def test_an_entry_overwritten_in_place_is_seen_once_the_family_is_touched(
+    mongo: Any, settings: Settings
+) -> None:
+    database = await family(mongo, settings, "root-t", child("a", "success"))
+    await roll_up(database, "root-t")
+    # As a poison message's failed entry replaces an attempt that exists (the runner's reject).
+    await database[LOGS].update_one({"jobId": "a"}, {"$set": {"status": "failed"}})
+    await touch_family(database[FAMILIES], "root-t", timeout=5)
+    summary, sent = await roll_up(database, "root-t")
+    assert summary["children_failed"] == 1
+    assert "Aggregate" in sent
+
+
+async def test_a_settled_familys_progress_is_read_back(mongo: Any, settings: Settings) -> None:
+    database = await family(mongo, settings, "root-p", child("a", "success"), child("b", "success"))
+    first = Recording(database)
+    progress = await first.run(queries.family_progress("root-p"))
+    assert progress.counts == [("enrich_artist", "success", 2)]
+    assert "Aggregate" in first.sent
+    second = Recording(database)
+    assert await second.run(queries.family_progress("root-p")) == progress
+    assert "Aggregate" not in second.sent
+    await database[LOGS].insert_one(
+        {**child("c", "running"), "parentJobId": "root-p", "attempt": 1}
+    )
+    third = Recording(database)
+    grown = await third.run(queries.family_progress("root-p"))
+    assert ("enrich_artist", "running", 1) in grown.counts

@@ -11,6 +11,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bson import SON
 from pymongo import IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.database import Database
@@ -86,6 +87,17 @@ Operation = Find | Aggregate | Count | UpdateOne | ListIndexes | DropIndex | Cre
 type Plan[T] = Generator[Operation, list[Record], T]
 
 
+def _count(operation: Count) -> Record:
+    """The `count` command for `operation`.
+
+    Not `count_documents`: the driver runs that as an aggregation, which the embedded store
+    answers by decoding every matching document (1.7 s for 10,000, where `count` takes
+    6 ms). MongoDB answers either from the index, exactly outside sharded clusters (which
+    this service does not use).
+    """
+    return SON([("count", operation.collection), ("query", operation.filter)])
+
+
 def _finish[T](plan: Plan[T], stop: StopIteration) -> T:
     value: T = stop.value
     plan.close()
@@ -143,7 +155,8 @@ class SyncExecutor:
                 with collection.aggregate(operation.pipeline) as cursor:
                     return list(cursor)
             case Count():
-                return [{"n": collection.count_documents(operation.filter)}]
+                answer = self.database.command(_count(operation))
+                return [{"n": int(answer["n"])}]
             case UpdateOne():
                 matched = collection.update_one(operation.filter, operation.update).matched_count
                 return [{"matched": matched}]
@@ -186,7 +199,8 @@ class AsyncExecutor:
                 async with await collection.aggregate(operation.pipeline) as results:
                     return await results.to_list()
             case Count():
-                return [{"n": await collection.count_documents(operation.filter)}]
+                answer = await self.database.command(_count(operation))
+                return [{"n": int(answer["n"])}]
             case UpdateOne():
                 result = await collection.update_one(operation.filter, operation.update)
                 return [{"matched": result.matched_count}]

@@ -20,8 +20,11 @@ def pager(
     *,
     total: int | None = None,
     labels: tuple[str, str] = NEWEST_FIRST,
+    size: int | None = None,
 ) -> None:
-    """Buttons to the page before and after, for a list shown `data.PAGE_SIZE` rows at a time.
+    """Buttons to the page before and after, for a list shown `size` rows at a time.
+
+    `size` is `data.PAGE_SIZE` unless given.
 
     `total`, when the whole list is at hand, numbers the pages; otherwise a short page is
     the last one.
@@ -31,7 +34,7 @@ def pager(
         _turn_to(key, page - 1)
     if total is None:
         label.caption(f"page {page + 1} · {shown} {noun}")
-        last = shown < data.PAGE_SIZE
+        last = shown < (size or data.PAGE_SIZE)
     else:
         pages = _pages(total)
         label.caption(f"page {page + 1} of {pages} · {total} {noun}")

@@ -113,7 +113,7 @@ def large_family_view(root_id: str, progress: FamilyProgress) -> None:
     if entries:
         st.altair_chart(waterfall(entries), width="stretch")
     _cards(entries)
-    pager(key, page, len(entries), "entries", labels=IN_ORDER)
+    pager(key, page, len(entries), "entries", labels=IN_ORDER, size=data.FAMILY_PAGE_SIZE)
     _refresh_while(progress.remaining > 0)
 
 

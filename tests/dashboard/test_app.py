@@ -285,7 +285,7 @@ async def test_a_whole_library_family_is_summarised_and_paged(
     ]
     assert highlights["status"].tolist()[:5] == ["failed"] * 5
     cards = [m.value for m in at.markdown if "attempt" in m.value]
-    assert len(cards) == 50  # one page, never the whole family
+    assert len(cards) == 20  # one page, never the whole family
     at.selectbox(key="fs-lib").set_value("failed")
     run(at)
     failed = [m.value for m in at.markdown if "attempt" in m.value]

@@ -144,7 +144,9 @@ def _library_views(seeded: Library, orphans: int, albums: int) -> dict[str, Call
         "dead letters (a page)": lambda: data.dead_letters(0),
         f"big family: progress ({albums:,} jobs)": lambda: data.family_progress(big),
         "big family: highlights": lambda: data.family_highlights(big),
-        "big family: a page of 50": lambda: data.family_entries(big, FamilyView(), 0),
+        f"big family: a page of {data.FAMILY_PAGE_SIZE}": lambda: data.family_entries(
+            big, FamilyView(), 0
+        ),
     }
 
 

@@ -23,7 +23,8 @@ def embedded_notice(settings: Settings, logs: int) -> str | None:
     return (
         f"The embedded store holds {logs:,} logs. It is for the demo and the tests: its "
         "aggregations run in Python, document by document (measured at 25,000 logs on two "
-        "cores: a roots page showing a 10,000-job run 8 s, that run's progress 2.4 s). "
+        "cores: the first roll-up of a finished 10,000-job run 8 s, its progress while it "
+        "runs 2.4 s). "
         "For real work run MongoDB "
         "(`docker compose up -d mongo`), set "
         "`MONGODB_URL=mongodb://127.0.0.1:27017/?directConnection=true`, and copy what is here "

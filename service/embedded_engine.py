@@ -48,7 +48,7 @@ from typing import Any
 from mongoeco.core.codec import DocumentCodec
 from mongoeco.core.identity import id_contains_numeric_value
 from mongoeco.engines.sqlite import SQLiteEngine
-from mongoeco.engines.sqlite_query import json_path_for_field
+from mongoeco.engines.sqlite_query import json_path_for_field, translate_query_plan
 
 # A top-level field name that can be spelled inside a JSON path literal as it is.
 _PLAIN_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -245,7 +245,7 @@ class EmbeddedEngine(SQLiteEngine):
 
     def _sort_requires_python(self, db_name: str, coll_name: str, plan: Any, sort: Any) -> bool:
         paths = [self._path_literal(field) for field, _ in sort or ()]
-        if paths and all(paths):
+        if paths and all(paths) and _translatable(plan):
             # The engine's last question, asked of the whole collection by index first: an
             # array, or an object untagged or tagged as a number, where the query sorts.
             anywhere = [condition for path in paths if path for condition in _unsortable(path)]
@@ -269,6 +269,19 @@ class EmbeddedEngine(SQLiteEngine):
 
 # The tags a planner question looks for (mongoeco's codec names; a value is spelled in SQL).
 _TAGS = frozenset({"bytes", "undefined", "decimal", "decimal128", "decimal128_public", "dbref"})
+
+
+def _translatable(plan: Any) -> bool:
+    """Whether SQL can say what `plan` matches (a regex cannot).
+
+    The engine's own question asks that first, and a plan it cannot translate is sorted
+    in Python: the same answer here.
+    """
+    try:
+        translate_query_plan(plan)
+    except NotImplementedError:
+        return False
+    return True
 
 
 def _unsortable(path: str) -> tuple[str, ...]:

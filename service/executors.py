@@ -15,7 +15,7 @@ from bson import SON
 from pymongo import IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.database import Database
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 
 # A stored document as the driver returns it (not Beanie's `Document` class).
 Record = dict[str, Any]
@@ -76,7 +76,11 @@ class Count:
 
 @dataclass(frozen=True)
 class UpdateOne:
-    """`update_one`, never an upsert (a read keeping a snapshot): `{"matched": 0 or 1}`."""
+    """`update_one`, never an upsert (a read keeping a snapshot): `{"matched": 0 or 1}`.
+
+    What it keeps is a cache: when a login may only read, or a node cannot take the write,
+    the executors answer `matched: 0` and the read goes on.
+    """
 
     collection: str
     filter: Record
@@ -158,8 +162,11 @@ class SyncExecutor:
                 answer = self.database.command(_count(operation))
                 return [{"n": int(answer["n"])}]
             case UpdateOne():
-                matched = collection.update_one(operation.filter, operation.update).matched_count
-                return [{"matched": matched}]
+                try:
+                    matched = collection.update_one(operation.filter, operation.update)
+                except PyMongoError:
+                    return [{"matched": 0}]  # a cache not kept: the read goes on
+                return [{"matched": matched.matched_count}]
             case ListIndexes():
                 return _index_records(collection.index_information())
             case DropIndex():
@@ -202,7 +209,10 @@ class AsyncExecutor:
                 answer = await self.database.command(_count(operation))
                 return [{"n": int(answer["n"])}]
             case UpdateOne():
-                result = await collection.update_one(operation.filter, operation.update)
+                try:
+                    result = await collection.update_one(operation.filter, operation.update)
+                except PyMongoError:
+                    return [{"matched": 0}]  # a cache not kept: the read goes on
                 return [{"matched": result.matched_count}]
             case ListIndexes():
                 return _index_records(await collection.index_information())

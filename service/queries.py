@@ -85,10 +85,14 @@ def roots_page(
 
 
 # A family with no queued or running entry changes only by gaining or losing entries: every
-# write to an existing entry is conditional on its being queued or running, except a
-# poison message's, which bumps the family's `version` (`logbook.touch_family`). So a
-# roll-up of such a family, kept in its record with the entries it counted, stays true
-# while the family's count of entries (one index count) and its version are unchanged.
+# write that changes what a roll-up counts (status, job type, outcome, finish, retryability,
+# attempt) to an existing entry is conditional on its being queued or running, except a
+# poison message's, which bumps the family's `version` (`logbook.touch_family`). The
+# migration's writes to old entries set other fields (search keys, a start time) or move
+# entries into or out of a family, which changes its count. So a roll-up of such a family,
+# kept in its record with the entries it counted, stays true while the family's count of
+# entries (one index count) and its version are unchanged. The dashboard's read writes that
+# record: a login that may only read keeps nothing and reads on.
 ROLLUP, PROGRESS = "rollup", "progress"
 
 

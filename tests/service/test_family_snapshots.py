@@ -5,7 +5,7 @@ from typing import Any
 
 from service import queries
 from service.config import Settings
-from service.executors import AsyncExecutor, Operation, Record
+from service.executors import AsyncExecutor, Operation, Record, UpdateOne
 from service.logbook import touch_family
 from service.store import FAMILIES, LOGS
 from tests.dashboard.hostile import seed_family
@@ -114,3 +114,14 @@ async def test_a_settled_familys_progress_is_read_back(mongo: Any, settings: Set
     third = Recording(database)
     grown = await third.run(queries.family_progress("root-p"))
     assert ("enrich_artist", "running", 1) in grown.counts
+
+
+async def test_a_snapshot_the_store_refuses_leaves_the_read_standing(
+    mongo: Any, settings: Settings
+) -> None:
+    # As for a login that may only read: keeping a roll-up is a cache, never the read's failure.
+    def plan() -> Any:
+        kept = yield UpdateOne(FAMILIES, {"_id": "root-x"}, {"$notAnOperator": {"a": 1}})
+        return kept
+
+    assert await AsyncExecutor(mongo[settings.mongodb_db]).run(plan()) == [{"matched": 0}]

@@ -82,8 +82,8 @@ def family_progress(root_id: str) -> FamilyProgress:
 @st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
 def family_entries(root_id: str, view: queries.FamilyView, page: int) -> list[LogEntry]:
     """One page of a big family's entries, filtered and ordered as asked."""
-    size = FAMILY_PAGE_SIZE
-    plan = queries.family_entries(root_id, view, limit=size, skip=page * size)
+    skip = page * FAMILY_PAGE_SIZE
+    plan = queries.family_entries(root_id, view, limit=FAMILY_PAGE_SIZE, skip=skip)
     return reader().run(plan)
 
 

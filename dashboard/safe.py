@@ -100,7 +100,10 @@ def _thumbnail(path: str, mtime_ns: int, size: int, max_pixels: int, width: int)
                 # Twice the shown width stays sharp on a high-density screen.
                 image.thumbnail((width * 2, width * 8))
                 return image_uri(image)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    # Decoding, not only the header, now happens here: Pillow's plugins also raise
+    # SyntaxError and EOFError on a broken file, which must cost a placeholder, not the page.
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
+            Image.DecompressionBombError):  # fmt: skip
         return None
 
 

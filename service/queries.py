@@ -94,6 +94,7 @@ def roots_page(
 # entries (one index count) and its version are unchanged. The dashboard's read writes that
 # record: a login that may only read keeps nothing and reads on.
 ROLLUP, PROGRESS = "rollup", "progress"
+NOT_COUNTED = 0  # progress does not count retries still to come: no attempt limit applies
 
 
 def _snapshots(
@@ -172,7 +173,7 @@ def family_progress(root_id: str) -> Plan[FamilyProgress]:
     """
     root = yield Find(LOGS, {"jobId": root_id}, sort=(("attempt", -1),), limit=1)
     root_status = root[0].get("status") if root else None
-    kept, versions = yield from _snapshots(PROGRESS, [root_id], 0)
+    kept, versions = yield from _snapshots(PROGRESS, [root_id], NOT_COUNTED)
     if root_id in kept:
         counts = [(str(t), str(s), int(n)) for t, s, n in kept[root_id]]
         return FamilyProgress(root_status=root_status, counts=counts)
@@ -197,7 +198,7 @@ def family_progress(root_id: str) -> Plan[FamilyProgress]:
     unfinished = {JobStatus.QUEUED.value, JobStatus.RUNNING.value}
     if root_id in versions and not any(status in unfinished for _, status, _ in counts):
         entries = sum(int(r["entries"]) for r in rows)
-        yield from _keep(PROGRESS, root_id, versions[root_id], entries, 0, counts)
+        yield from _keep(PROGRESS, root_id, versions[root_id], entries, NOT_COUNTED, counts)
     return FamilyProgress(root_status=root_status, counts=counts)
 
 

@@ -35,6 +35,13 @@ the engine's own indexes (written with `COALESCE`) cannot serve.
    all".
 5. "Does a document this query matches hold an array or a tagged value where it sorts" is
    first asked of the whole collection by index: when none does, no matching one does.
+6. A regex anchored at the start with a literal prefix (`^album 04`, how entity search asks)
+   on a multikey-indexed field is answered in SQL, exactly: a string value in the prefix's
+   range, or an array holding one (the engine's multikey entries, one per top-level
+   element, as its own equality query uses them). An `$or` of such clauses and string
+   equalities is one list of storage keys, each part read from one index. The engine itself
+   decodes every document of the collection for any regex (2.6 s at 25,000 logs), and its
+   SQL for an `$or` reads every row.
 """
 
 import hashlib
@@ -47,6 +54,7 @@ from typing import Any
 
 from mongoeco.core.codec import DocumentCodec
 from mongoeco.core.identity import id_contains_numeric_value
+from mongoeco.core.query_plan import EqualsCondition, OrCondition, QueryNode, RegexCondition
 from mongoeco.engines.sqlite import SQLiteEngine
 from mongoeco.engines.sqlite_query import json_path_for_field, translate_query_plan
 
@@ -66,6 +74,10 @@ _PLAIN_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 # What `json_type` answers for a present value; NULL when the field is missing.
 _JSON_TYPES = ("null", "true", "false", "integer", "real", "text", "array", "object")
 _SORT_TYPES = {"number": ("integer", "real"), "string": ("text",), "bool": ("true", "false")}
+# Regex options that leave what a literal prefix after `^` matches unchanged ("s" is about `.`).
+_LITERAL_OPTIONS = frozenset({"", "s"})
+# What a regex means by itself outside an escape: anything else stands for itself.
+_REGEX_SPECIAL = frozenset(".^$*+?{}[]()|\\")
 
 
 class EmbeddedEngine(SQLiteEngine):
@@ -136,7 +148,63 @@ class EmbeddedEngine(SQLiteEngine):
         for storage_key, payload in rows.fetchall():
             yield storage_key, self._deserialize_document(payload)
 
-    # Reads: see 4. and 5. above.
+    # Reads: see 4., 5. and 6. above.
+
+    def _translate_query_plan_with_multikey(
+        self, db_name: str, coll_name: str, plan: QueryNode
+    ) -> tuple[str, list[object]]:
+        clauses = plan.clauses if isinstance(plan, OrCondition) else [plan]
+        if isinstance(plan, OrCondition | RegexCondition):
+            selects = [self._keys_where(db_name, coll_name, clause) for clause in clauses]
+            if all(selects):
+                # One list of storage keys, each part from one index, then the rows by key
+                # (in key order: no order was asked for). An OR of the engine's own SQL
+                # reads every row.
+                union = " UNION ".join(sql for sql, _ in filter(None, selects))
+                params = [param for _, part in filter(None, selects) for param in part]
+                return f"documents.storage_key IN ({union})", params
+        translated = super()._translate_query_plan_with_multikey(db_name, coll_name, plan)
+        return str(translated[0]), list(translated[1])
+
+    def _keys_where(
+        self, db_name: str, coll_name: str, plan: QueryNode
+    ) -> tuple[str, list[object]] | None:
+        """The storage keys `plan` matches as an index-served SELECT, or None.
+
+        For a string equality or a `^literal` regex on a field with a multikey index: the
+        documents holding a string in range there, and those holding an array with one
+        (the engine's multikey entries: one per top-level element, as its equality query
+        reads them). A regex matches nothing else, an equality with a string nothing else.
+        """
+        if isinstance(plan, RegexCondition):
+            low = literal_prefix(plan.pattern, plan.options)
+            high = None if low is None else next_string(low)
+            if low is None or high is None:
+                return None
+            compare, bounds = ">= ? AND {0} < ?", [low, high]
+        elif isinstance(plan, EqualsCondition) and type(plan.value) is str:
+            compare, bounds = "= ?", [plan.value]
+        else:
+            return None
+        if plan.field == "_id" or _PLAIN_FIELD.fullmatch(plan.field) is None:
+            return None  # an id has its own rules; a dotted path may cross arrays
+        path = self._path_literal(plan.field)
+        index = self._find_multikey_index(db_name, coll_name, plan.field)
+        connection = self._require_connection()
+        collection_id = self._lookup_collection_id(connection, db_name, coll_name)
+        if path is None or index is None or collection_id is None:
+            return None
+        entries = self._quote_identifier(str(index["multikey_physical_name"]))
+        value = f"json_extract(document, {path})"
+        sql = (
+            "SELECT storage_key FROM documents WHERE db_name = ? AND coll_name = ?"  # noqa: S608
+            f" AND json_type(document, {path}) = 'text' AND {value} {compare.format(value)}"
+            f" UNION SELECT storage_key FROM multikey_entries INDEXED BY {entries}"
+            " WHERE collection_id = ? AND index_name = ? AND type_score = ?"
+            f" AND element_key {compare.format('element_key')}"
+        )
+        string = self._multikey_type_score("string")
+        return sql, [db_name, coll_name, *bounds, collection_id, index["name"], string, *bounds]
 
     def _path_literal(self, field: str) -> str | None:
         """The JSON path of `field` as the planner spells it, when SQLite has it indexed."""
@@ -302,3 +370,41 @@ def _tag(path: str) -> str:
 
 def _sql_list(values: tuple[str, ...]) -> str:
     return "(" + ", ".join(f"'{value}'" for value in values) + ")"
+
+
+def literal_prefix(pattern: str, options: str) -> str | None:
+    r"""The text a regex `^` + literal matches the start of, or None for any other regex.
+
+    Written here rather than taken from mongoeco's `parse_safe_literal_regex`, which reads
+    `\d` as the letter d: only an escaped character that is not a letter or digit is literal.
+    """
+    if options not in _LITERAL_OPTIONS or not pattern.startswith("^"):
+        return None
+    chars: list[str] = []
+    escaped = False
+    for char in pattern[1:]:
+        if escaped:
+            if char.isascii() and char.isalnum():
+                return None  # \d, \b, \1...: a class, an anchor or a reference
+            chars.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in _REGEX_SPECIAL:
+            return None
+        else:
+            chars.append(char)
+    return "".join(chars) if chars and not escaped else None
+
+
+def next_string(prefix: str) -> str | None:
+    """The least string above every string that starts with `prefix` (code point order).
+
+    SQLite compares text as UTF-8 bytes, which orders as code points do. None when the last
+    character is the greatest there is (the caller then leaves the regex to the engine).
+    """
+    last = ord(prefix[-1])
+    if last >= 0x10FFFF:
+        return None
+    following = 0xE000 if 0xD800 <= last + 1 <= 0xDFFF else last + 1  # no surrogates in UTF-8
+    return prefix[:-1] + chr(following)

@@ -150,3 +150,76 @@ def test_reads_find_their_documents_by_index(tmp_path: Path, statements: list[st
     assert statements
     reads = whole_collection_reads(path, statements)
     assert reads == [], "\n".join(reads)
+
+
+def search_collection(engine: SQLiteEngine) -> tuple[MongoClient, Any]:
+    """Logs with every shape an `entitySearch` or `entityId` may have, indexed as the service's."""
+    client = MongoClient(engine=engine)
+    logs = client["test"]["logs"]
+    logs.create_index("entitySearch")
+    logs.create_index("entityId")
+    logs.create_index([("parentJobId", 1), ("startedAt", 1)])
+    shapes: list[Any] = [
+        ["album 0420 by artist", "0420 by artist", "by artist", "artist"],
+        ["album 04201"], ["album 0421"], ["album 042"], ["album 0420"],
+        "album 0420 as a plain string", ["nested", ["album 0420 inside an array"]],
+        [7, None, {"album": "0420"}, "album 04 with others"], [], None, 420,
+        {"entity": "album 0420"}, ["álbum 0420"], ["album 0420\U0010ffff"], ["album 042\U0010ffff"],
+        ["ab.c"], ["abxc"], ["ab7"], ["AB"], ["ab\nc"], ["a\ud7ffz"], ["a\ue000"],
+    ]  # fmt: skip
+    logs.insert_many(
+        [{"jobId": f"job-{i}", "entityId": f"mbid-{i}", "parentJobId": f"root-{i % 3}",
+          "entitySearch": shape} for i, shape in enumerate(shapes)]
+        + [{"jobId": "no-search", "entityId": "album 0420"}]
+    )  # fmt: skip
+    return client, logs
+
+
+SEARCHES: list[dict[str, Any]] = [
+    {"entitySearch": {"$regex": "^album 0420"}},
+    {"entitySearch": {"$regex": "^album\\ 042"}},
+    {"entitySearch": {"$regex": "^album 0420\U0010ffff"}},
+    {"entitySearch": {"$regex": "^ab\\.c"}},
+    {"entitySearch": {"$regex": "^ab.c"}},
+    {"entitySearch": {"$regex": "^ab\\d"}},
+    {"entitySearch": {"$regex": "^ab", "$options": "i"}},
+    {"entitySearch": {"$regex": "^a\ud7ff"}},
+    {"entitySearch": {"$regex": "album 0420"}},
+    {"$or": [{"entityId": "album 0420"}, {"entitySearch": {"$regex": "^album 0420"}}]},
+    {"$or": [{"entityId": "mbid-3"}, {"entitySearch": {"$regex": "^nested"}}]},
+    {"parentJobId": "root-1", "entitySearch": {"$regex": "^album"}},
+]
+
+
+def test_a_prefix_search_finds_what_the_engine_itself_finds(tmp_path: Path) -> None:
+    # The same documents as mongoeco's own engine (which decodes every document for a regex):
+    # strings and arrays of them in range, nothing nested or typed. (In another order: none
+    # was asked for, and each engine reads in the order of the index it uses.)
+    answers = []
+    own_engine = SQLiteEngine(str(tmp_path / "own.sqlite"))
+    for engine in (own_engine, EmbeddedEngine(str(tmp_path / "ours.sqlite"))):
+        client, logs = search_collection(engine)
+        answers.append([sorted(doc["jobId"] for doc in logs.find(query)) for query in SEARCHES])
+        client.close()
+    own, ours = answers
+    assert ours == own
+    assert own[0] == ["job-0", "job-1", "job-13", "job-4", "job-5"]  # not nested, not "álbum"
+
+
+def test_entity_search_finds_its_documents_by_index(tmp_path: Path, statements: list[str]) -> None:
+    # The dashboard's entity search: a name's prefix, or an entity id, never every document.
+    from service.queries import entity_roots
+
+    path = tmp_path / "store.sqlite"
+    client, logs = search_collection(EmbeddedEngine(str(path)))
+    search = next(entity_roots("album 0420"))
+    assert len(list(logs.find(search.filter))) == 6
+    in_family = {"parentJobId": "root-1", "entitySearch": {"$regex": "^album"}}
+    assert len(list(logs.find(in_family))) == 4
+    logs.update_one({"jobId": "job-2"}, {"$set": {"entitySearch": ["album 0420 again"]}})
+    statements.clear()
+    assert len(list(logs.find(search.filter))) == 7
+    client.close()
+    assert statements
+    reads = whole_collection_reads(path, statements)
+    assert reads == [], "\n".join(reads)

@@ -1,7 +1,8 @@
 """How a dashboard page opens in Debian's Chromium: seconds until drawn, HTML size, DOM nodes.
 
-The dashboard is served by `streamlit run` on a free port against the given store settings;
-Playwright drives `/usr/bin/chromium` (never a downloaded browser).
+The dashboard is served as `enrichment dashboard` serves it (`streamlit run`, its imports
+done first) on a free port against the given store settings; Playwright drives
+`/usr/bin/chromium` (never a downloaded browser).
 """
 
 import asyncio
@@ -10,18 +11,18 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.error import URLError
 
 from playwright.async_api import async_playwright
 
-APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+from dashboard.command import streamlit_command
+from service.config import Settings
+
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -55,14 +56,11 @@ def free_port() -> int:
 
 @contextmanager
 def dashboard(env: dict[str, str]) -> Iterator[str]:
-    """`streamlit run dashboard/app.py` on a free loopback port; yields its URL."""
+    """The dashboard's server, as `enrichment dashboard` runs it, on a free loopback port."""
     port = free_port()
+    settings = Settings().model_copy(update={"dashboard_host": "127.0.0.1"})
     process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true"),
-            *("--server.port", str(port), "--server.address", "127.0.0.1"),
-            *("--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"),
-        ],
+        streamlit_command(settings, port, preload=True),
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

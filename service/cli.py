@@ -27,7 +27,6 @@ from service.client import EnrichmentClient
 from service.config import Settings
 from service.embedded_store import ensure_store, is_listening, serve_embedded_store
 from service.errors import (
-    ConfigurationError,
     EnrichmentError,
     InvalidRequestError,
     StoreUnavailableError,
@@ -263,24 +262,11 @@ async def _store(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
-    from dashboard.gate import oidc_configured
+    from dashboard.command import check_exposure, streamlit_command
 
-    open_to_all = settings.dashboard_password is None and not oidc_configured()
-    if settings.dashboard_exposed and open_to_all:
-        raise ConfigurationError(
-            f"DASHBOARD_HOST={settings.dashboard_host} is reachable from other machines: "
-            "set DASHBOARD_PASSWORD or configure OIDC login (or bind to 127.0.0.1)"
-        )
+    check_exposure(settings)
     ensure_store(settings)  # started once here, shared with workers and the demo
-    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-    command = [
-        *(sys.executable, "-m", "streamlit", "run", str(app)),
-        *("--server.address", settings.dashboard_host),
-        *("--server.port", str(args.port or settings.dashboard_port)),
-        *("--server.headless", "true", "--browser.gatherUsageStats", "false"),
-        *("--client.toolbarMode", "minimal", "--server.fileWatcherType", "none"),
-        *("--client.showErrorDetails", "none"),
-    ]
+    command = streamlit_command(settings, args.port or settings.dashboard_port, preload=True)
     os.execv(sys.executable, command)  # noqa: S606 - replace this process with Streamlit's
 
 

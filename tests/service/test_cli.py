@@ -1,6 +1,12 @@
 """The `enrichment` command line against a running worker."""
 
+import os
 import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,3 +94,51 @@ async def test_reading_needs_no_redis(
         assert [r.root.job_id for r in await offline.roots()] == [root_id]
         with pytest.raises(BrokerUnavailableError, match="cannot reach Redis"):
             await offline.kick_artist(name="Mira Kestrel")
+
+
+def test_the_dashboard_command_serves_the_app_with_its_imports_done(
+    settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    port, log = free_port(), tmp_path / "dashboard.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "dashboard", "--port", str(port)],
+            env={**os.environ, **settings_env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/_stcore/health", timeout=1
+                )
+            except OSError:
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "the dashboard did not start"
+                time.sleep(0.2)
+                continue
+            with health:
+                assert health.status == 200
+            break
+        # Before any page was asked for, what the pages need is loaded (Arrow for tables,
+        # pandas for frames), so the first visitor does not wait for it.
+        loaded = Path(f"/proc/{server.pid}/maps").read_text()
+        assert "pyarrow" in loaded
+        assert "pandas/_libs" in loaded
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_an_exposed_dashboard_without_a_login_is_refused(settings_env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "dashboard", "--port", str(free_port())],
+        env={**os.environ, **settings_env, "DASHBOARD_HOST": "0.0.0.0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "DASHBOARD_HOST=0.0.0.0 is reachable from other machines" in done.stdout

@@ -42,14 +42,21 @@ the engine's own indexes (written with `COALESCE`) cannot serve.
    equalities is one list of storage keys, each part read from one index. The engine itself
    decodes every document of the collection for any regex (2.6 s at 25,000 logs), and its
    SQL for an `$or` reads every row.
+7. A read that asks for a few fields (`{status: 1, jobType: 1}`) decodes only those: the
+   engine turned every tagged value of every document it read into Python before projecting
+   (a roll-up's read of 10,000 entries: 0.9 s). Its own projection still shapes the answer.
+   And whether its codec's `decode` takes `preserve_bson_wrappers` is asked once, not of
+   every document.
 """
 
+import functools
 import hashlib
+import inspect
 import json
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from mongoeco.core.codec import DocumentCodec
@@ -148,7 +155,24 @@ class EmbeddedEngine(SQLiteEngine):
         for storage_key, payload in rows.fetchall():
             yield storage_key, self._deserialize_document(payload)
 
-    # Reads: see 4., 5. and 6. above.
+    # Reads: see 4., 5., 6. and 7. above.
+
+    def _decode_codec_payload(self, payload: object, *, preserve_bson_wrappers: bool) -> Any:
+        # The engine asked `inspect.signature` of its codec's `decode` for every document it
+        # read: half the time of a read of 10,000 entries. The answer is the codec's.
+        decode = self._codec.decode
+        if _takes_wrappers(decode):
+            return decode(payload, preserve_bson_wrappers=preserve_bson_wrappers)
+        return decode(payload)
+
+    def _project_sql_scan_rows(
+        self, rows: Iterable[tuple[str]], semantics: Any, reader: Any
+    ) -> Iterator[Any]:
+        fields = _included_fields(semantics.projection)
+        if fields is None or self._codec is not DocumentCodec:
+            return iter(super()._project_sql_scan_rows(rows, semantics, reader))
+        trimmed = ((_trim(payload, fields),) for (payload,) in rows)
+        return iter(super()._project_sql_scan_rows(trimmed, semantics, reader))
 
     def _translate_query_plan_with_multikey(
         self, db_name: str, coll_name: str, plan: QueryNode
@@ -408,3 +432,33 @@ def next_string(prefix: str) -> str | None:
         return None
     following = 0xE000 if 0xD800 <= last + 1 <= 0xDFFF else last + 1  # no surrogates in UTF-8
     return prefix[:-1] + chr(following)
+
+
+def _included_fields(projection: Any) -> frozenset[str] | None:
+    """The top-level fields an inclusion projection can need, or None for any other kind."""
+    if not isinstance(projection, dict) or not projection:
+        return None
+    fields = {"_id"} if projection.get("_id", 1) else set()
+    for path, wanted in projection.items():
+        if not isinstance(path, str) or "$" in path or type(wanted) not in (int, bool):
+            return None  # an operator, an expression or a positional projection
+        if wanted not in (0, 1) or (not wanted and path != "_id"):
+            return None  # an exclusion: every other field is wanted
+        if wanted:
+            fields.add(path.split(".", 1)[0])
+    return frozenset(fields)
+
+
+def _trim(payload: str, fields: frozenset[str]) -> str:
+    """A stored document's JSON with only `fields` at its top level, in their order."""
+    document = json.loads(payload)
+    return json.dumps({key: value for key, value in document.items() if key in fields})
+
+
+@functools.cache
+def _takes_wrappers(decode: Callable[..., Any]) -> bool:
+    """Whether a codec's `decode` takes `preserve_bson_wrappers` (mongoeco's own question)."""
+    try:
+        return "preserve_bson_wrappers" in inspect.signature(decode).parameters
+    except (TypeError, ValueError):
+        return False

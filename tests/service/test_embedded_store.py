@@ -1,5 +1,6 @@
 """The embedded store's engine: writes and reads find their documents by key and by index."""
 
+import inspect
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 from mongoeco import MongoClient
+from mongoeco.core.codec import DocumentCodec
 from mongoeco.engines.sqlite import SQLiteEngine
 from mongoeco.errors import DuplicateKeyError
 
@@ -223,3 +225,74 @@ def test_entity_search_finds_its_documents_by_index(tmp_path: Path, statements: 
     assert statements
     reads = whole_collection_reads(path, statements)
     assert reads == [], "\n".join(reads)
+
+
+def projected_collection(engine: SQLiteEngine) -> tuple[MongoClient, Any]:
+    client = MongoClient(engine=engine)
+    logs = client["test"]["logs"]
+    logs.create_index([("parentJobId", 1), ("startedAt", 1)])
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    logs.insert_many(
+        {"jobId": f"job-{i}", "parentJobId": "root", "status": "success", "attempt": 1,
+         "startedAt": at + timedelta(seconds=i), "finishedAt": at + timedelta(seconds=i + 1),
+         "details": {"outcome": "matched", "candidates": [{"id": i}], "at": at},
+         "error": None if i % 2 else {"retryable": True, "message": "503"},
+         "tags": [{"name": "a", "at": at}, {"name": "b"}]}
+        for i in range(20)
+    )  # fmt: skip
+    return client, logs
+
+
+PROJECTIONS: list[dict[str, Any]] = [
+    {"_id": 0, "jobId": 1, "status": 1},
+    {"jobId": 1, "details.outcome": 1, "error.retryable": 1, "finishedAt": 1},
+    {"_id": 0, "tags.name": 1, "missing": 1},
+    {"details": 0, "tags": 0},  # an exclusion: the engine's own way
+    {"_id": 0, "tags": {"$slice": 1}, "jobId": 1},
+]
+
+
+def test_a_projected_read_answers_as_the_engine_itself_does(tmp_path: Path) -> None:
+    answers = []
+    own_engine = SQLiteEngine(str(tmp_path / "own.sqlite"))
+    for engine in (own_engine, EmbeddedEngine(str(tmp_path / "ours.sqlite"))):
+        client, logs = projected_collection(engine)
+        answers.append(
+            [
+                [{k: v for k, v in doc.items() if k != "_id"} | {"has_id": "_id" in doc}
+                 for doc in logs.find({"parentJobId": "root"}, projection)]
+                for projection in PROJECTIONS
+            ]
+        )  # fmt: skip
+        client.close()
+    own, ours = answers
+    assert ours == own
+    assert list(own[1][0]) == ["jobId", "finishedAt", "details", "error", "has_id"]
+
+
+def test_a_projected_read_decodes_only_the_fields_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A roll-up reads five to eight short fields of each of 10,000 entries: the rest of each
+    # entry (its times, its details) is never turned into Python.
+    client, logs = projected_collection(EmbeddedEngine(str(tmp_path / "store.sqlite")))
+    decoded: list[str] = []
+    decode, signature = DocumentCodec.decode, inspect.signature
+    signatures: list[object] = []
+
+    def noted(data: Any, **options: Any) -> Any:
+        if DocumentCodec._is_tagged_value(data):
+            decoded.append(data[DocumentCodec._MARKER][DocumentCodec._TYPE])
+        return decode(data, **options)
+
+    def counted(target: Any, *args: Any, **kwargs: Any) -> inspect.Signature:
+        signatures.append(target)
+        return signature(target, *args, **kwargs)
+
+    monkeypatch.setattr(DocumentCodec, "decode", staticmethod(noted))
+    monkeypatch.setattr(inspect, "signature", counted)
+    found = list(logs.find({"parentJobId": "root"}, {"_id": 0, "status": 1, "attempt": 1}))
+    assert found == [{"status": "success", "attempt": 1}] * 20
+    assert decoded == []  # neither its times nor its details
+    assert len(signatures) <= 1  # the codec's own question, asked once, not of every document
+    client.close()

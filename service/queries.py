@@ -168,7 +168,7 @@ FAMILY_ORDERS = {
 def family_progress(root_id: str) -> Plan[FamilyProgress]:
     """How far a family is: its root's status, its jobs by job type and latest status.
 
-    One read on the `parentJobId` index of four short fields per entry (a 10,000-album run
+    One read on the `parentJobId` index of five short fields per entry (a 10,000-album run
     would make `timeline` move megabytes), folded here (see `latest_attempts_of`); a
     settled family's answer is kept in its record.
     """

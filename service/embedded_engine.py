@@ -83,6 +83,8 @@ _JSON_TYPES = ("null", "true", "false", "integer", "real", "text", "array", "obj
 _SORT_TYPES = {"number": ("integer", "real"), "string": ("text",), "bool": ("true", "false")}
 # Regex options that leave what a literal prefix after `^` matches unchanged ("s" is about `.`).
 _LITERAL_OPTIONS = frozenset({"", "s"})
+# An `$or` read as one UNION of two SELECTs a clause: SQLite takes at most 500 in one.
+_MAX_KEY_CLAUSES = 200
 # What a regex means by itself outside an escape: anything else stands for itself.
 _REGEX_SPECIAL = frozenset(".^$*+?{}[]()|\\")
 
@@ -178,7 +180,7 @@ class EmbeddedEngine(SQLiteEngine):
         self, db_name: str, coll_name: str, plan: QueryNode
     ) -> tuple[str, list[object]]:
         clauses = plan.clauses if isinstance(plan, OrCondition) else [plan]
-        if isinstance(plan, OrCondition | RegexCondition):
+        if isinstance(plan, OrCondition | RegexCondition) and len(clauses) <= _MAX_KEY_CLAUSES:
             selects = [self._keys_where(db_name, coll_name, clause) for clause in clauses]
             if all(selects):
                 # One list of storage keys, each part from one index, then the rows by key
@@ -199,6 +201,8 @@ class EmbeddedEngine(SQLiteEngine):
         documents holding a string in range there, and those holding an array with one
         (the engine's multikey entries: one per top-level element, as its equality query
         reads them). A regex matches nothing else, an equality with a string nothing else.
+        (Strings as stored over the wire: an in-process client's `str` subclass or BSON
+        `Code` is no string to the engine's SQL, for its own equality either.)
         """
         if isinstance(plan, RegexCondition):
             low = literal_prefix(plan.pattern, plan.options)
@@ -210,6 +214,8 @@ class EmbeddedEngine(SQLiteEngine):
             compare, bounds = "= ?", [plan.value]
         else:
             return None
+        if not all(_utf8(bound) for bound in bounds):
+            return None  # a lone surrogate: SQLite cannot be asked it, the engine can
         if plan.field == "_id" or _PLAIN_FIELD.fullmatch(plan.field) is None:
             return None  # an id has its own rules; a dotted path may cross arrays
         path = self._path_literal(plan.field)
@@ -434,6 +440,14 @@ def next_string(prefix: str) -> str | None:
     return prefix[:-1] + chr(following)
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _included_fields(projection: Any) -> frozenset[str] | None:
     """The top-level fields an inclusion projection can need, or None for any other kind."""
     if not isinstance(projection, dict) or not projection:
@@ -446,6 +460,8 @@ def _included_fields(projection: Any) -> frozenset[str] | None:
             return None  # an exclusion: every other field is wanted
         if wanted:
             fields.add(path.split(".", 1)[0])
+    if fields <= {"_id"}:
+        return None  # `{_id: 0}` alone leaves out the id only: every other field is wanted
     return frozenset(fields)
 
 

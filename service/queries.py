@@ -349,8 +349,9 @@ def bson_order(value: Any) -> tuple[int, Any]:
 def latest_attempts_of(documents: Iterable[Record]) -> dict[Any, tuple[Record, int]]:
     """Each job's latest attempt and how many entries it has, by (family, job id).
 
-    The latest is the highest `attempt`, as an aggregation's sort would order them; the
-    order read breaks a tie (only logs from before lineage repeat an attempt).
+    The latest is the highest `attempt`, compared as MongoDB sorts them; of two equal ones
+    the one read last (only logs from before lineage repeat an attempt, and MongoDB's own
+    order among them is undefined).
     """
     latest: dict[Any, tuple[Record, int]] = {}
     for doc in documents:

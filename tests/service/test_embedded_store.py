@@ -195,6 +195,8 @@ SEARCHES: list[dict[str, Any]] = [
     {"$or": [{"entityId": "album 0420"}, {"entitySearch": {"$regex": "^album 0420"}}]},
     {"$or": [{"entityId": "mbid-3"}, {"entitySearch": {"$regex": "^nested"}}]},
     {"parentJobId": "root-1", "entitySearch": {"$regex": "^album"}},
+    {"entitySearch": {"$regex": "^a\ud800"}},  # a lone surrogate: not a string SQLite takes
+    {"$or": [{"entityId": f"mbid-{i}"} for i in range(300)]},  # more than one UNION holds
 ]
 
 
@@ -251,6 +253,8 @@ PROJECTIONS: list[dict[str, Any]] = [
     {"jobId": 1, "details.outcome": 1, "error.retryable": 1, "finishedAt": 1},
     {"_id": 0, "tags.name": 1, "missing": 1},
     {"details": 0, "tags": 0},  # an exclusion: the engine's own way
+    {"_id": 0},  # so is this: every field but the id
+    {"_id": 1},
     {"_id": 0, "tags": {"$slice": 1}, "jobId": 1},
 ]
 

@@ -29,6 +29,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard import data
+from scripts.bench_family_queries import log_document
 from scripts.chromium_page import dashboard, free_port, open_page
 from scripts.commands import CommandCounter
 from scripts.library_store import Library, library_store
@@ -167,14 +168,10 @@ def _running_views(seeded: Library) -> dict[str, Callable[[], Any]]:
 
 
 def queued_album(root_id: str) -> dict[str, Any]:
-    """An album enrichment of the library run that no worker has started yet."""
+    """An album enrichment of the library run that no worker has finished yet."""
     at = datetime(2026, 7, 1, tzinfo=UTC)
-    return {
-        "jobId": uuid.uuid4().hex, "parentJobId": root_id, "isRootJob": False,
-        "jobType": "enrich_album", "entityType": "album", "entityName": "Album queued",
-        "entitySearch": ["album queued", "queued"], "status": "queued", "attempt": 1,
-        "queuedAt": at, "startedAt": at,
-    }  # fmt: skip
+    entry = log_document(uuid.uuid4().hex, root_id, "enrich_album", at)
+    return {**entry, "status": "queued", "finishedAt": None, "durationMs": None}
 
 
 def _open_big_family(settings: Settings, root: str, repeats: int) -> None:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.error import URLError
 
-from playwright.async_api import Browser, BrowserContext, ViewportSize, async_playwright
+from playwright.async_api import BrowserContext, ViewportSize, async_playwright
 
 from dashboard.command import streamlit_command
 from service.config import Settings
@@ -98,7 +98,9 @@ async def _open(url: str, repeats: int) -> PageFigures:
         browser = await playwright.chromium.launch(
             executable_path=chromium, headless=True, args=CHROMIUM_FLAGS
         )
-        cold, _, _ = await _visit(browser, url)  # the browser's and the server's first page
+        profile = await browser.new_context(viewport=VIEWPORT)
+        cold, _, _ = await _visit(profile, url)  # the browser's and the server's first page
+        await profile.close()
         firsts, returns = [], []
         for _ in range(repeats):
             profile = await browser.new_context(viewport=VIEWPORT)
@@ -116,12 +118,9 @@ async def _open(url: str, repeats: int) -> PageFigures:
     )
 
 
-async def _visit(opener: Browser | BrowserContext, url: str) -> tuple[float, int, int]:
+async def _visit(profile: BrowserContext, url: str) -> tuple[float, int, int]:
     """Open `url` in a new tab: seconds until drawn and idle, HTML bytes, elements."""
-    if isinstance(opener, Browser):
-        page = await opener.new_page(viewport=VIEWPORT)
-    else:
-        page = await opener.new_page()
+    page = await profile.new_page()
     started = time.perf_counter()
     await page.goto(url)
     await page.wait_for_selector(DRAWN, timeout=180_000)

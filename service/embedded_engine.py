@@ -179,18 +179,34 @@ class EmbeddedEngine(SQLiteEngine):
     def _translate_query_plan_with_multikey(
         self, db_name: str, coll_name: str, plan: QueryNode
     ) -> tuple[str, list[object]]:
-        clauses = plan.clauses if isinstance(plan, OrCondition) else [plan]
-        if isinstance(plan, OrCondition | RegexCondition) and len(clauses) <= _MAX_KEY_CLAUSES:
-            selects = [self._keys_where(db_name, coll_name, clause) for clause in clauses]
-            if all(selects):
-                # One list of storage keys, each part from one index, then the rows by key
-                # (in key order: no order was asked for). An OR of the engine's own SQL
-                # reads every row.
-                union = " UNION ".join(sql for sql, _ in filter(None, selects))
-                params = [param for _, part in filter(None, selects) for param in part]
-                return f"documents.storage_key IN ({union})", params
+        keys = self._keys_of(db_name, coll_name, plan)
+        if keys is not None:
+            return keys
         translated = super()._translate_query_plan_with_multikey(db_name, coll_name, plan)
         return str(translated[0]), list(translated[1])
+
+    def _keys_of(
+        self, db_name: str, coll_name: str, plan: QueryNode
+    ) -> tuple[str, list[object]] | None:
+        """A prefix regex, or an `$or` of clauses `_keys_where` reads, as one key list.
+
+        Each part of the list comes from one index, then the rows by key (in key order: no
+        order was asked for). An OR of the engine's own SQL reads every row.
+        """
+        if isinstance(plan, RegexCondition):
+            clauses: list[QueryNode] = [plan]
+        elif isinstance(plan, OrCondition) and len(plan.clauses) <= _MAX_KEY_CLAUSES:
+            clauses = list(plan.clauses)
+        else:
+            return None
+        sql, params = [], []
+        for clause in clauses:
+            keys = self._keys_where(db_name, coll_name, clause)
+            if keys is None:
+                return None
+            sql.append(keys[0])
+            params += keys[1]
+        return f"documents.storage_key IN ({' UNION '.join(sql)})", params
 
     def _keys_where(
         self, db_name: str, coll_name: str, plan: QueryNode

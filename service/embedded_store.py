@@ -23,8 +23,8 @@ def embedded_notice(settings: Settings, logs: int) -> str | None:
     return (
         f"The embedded store holds {logs:,} logs. It is for the demo and the tests: it "
         "decodes every document it reads in Python and runs aggregations there (measured "
-        "at 25,000 logs on two cores: the Roots page while a 10,000-job run runs 1.1 s, "
-        "the run's progress 0.9 s, where MongoDB reads a few fields from an index). "
+        "at 25,000 logs on two cores: the Roots page while a 10,000-job run runs 1.0 s, "
+        "the run's progress 0.6 s, where MongoDB reads a few fields from an index). "
         "For real work run MongoDB "
         "(`docker compose up -d mongo`), set "
         "`MONGODB_URL=mongodb://127.0.0.1:27017/?directConnection=true`, and copy what is here "

@@ -6,7 +6,7 @@ read models of `service.models.views`, the same everywhere.
 """
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -347,21 +347,32 @@ def bson_order(value: Any) -> tuple[int, Any]:
 
 
 def latest_attempts_of(documents: Iterable[Record]) -> dict[Any, tuple[Record, int]]:
-    """Each job's latest attempt and how many entries it has, by (family, job id).
+    """Each job's latest attempt and how many entries it has, by (family, job id)."""
+    return _latest_by(
+        documents,
+        job=lambda doc: (_key(doc.get("parentJobId")), _key(doc.get("jobId"))),
+        attempt=lambda doc: doc.get("attempt"),
+    )
 
-    The latest is the highest `attempt`, compared as MongoDB sorts them; of two equal ones
+
+def _latest_by[T](
+    items: Iterable[T], *, job: Callable[[T], Any], attempt: Callable[[T], Any]
+) -> dict[Any, tuple[T, int]]:
+    """Each job's latest item and how many it has.
+
+    The latest is the highest attempt, compared as MongoDB sorts values; of two equal ones
     the one read last (only logs from before lineage repeat an attempt, and MongoDB's own
     order among them is undefined).
     """
-    latest: dict[Any, tuple[Record, int]] = {}
-    for doc in documents:
-        job = (_key(doc.get("parentJobId")), _key(doc.get("jobId")))
-        if job not in latest:
-            latest[job] = (doc, 1)
+    latest: dict[Any, tuple[T, int]] = {}
+    for item in items:
+        key = job(item)
+        if key not in latest:
+            latest[key] = (item, 1)
             continue
-        kept, entries = latest[job]
-        newer = bson_order(doc.get("attempt")) >= bson_order(kept.get("attempt"))
-        latest[job] = (doc if newer else kept, entries + 1)
+        kept, count = latest[key]
+        newer = bson_order(attempt(item)) >= bson_order(attempt(kept))
+        latest[key] = (item if newer else kept, count + 1)
     return latest
 
 
@@ -471,11 +482,9 @@ def _pending(
 
 def latest_attempts(entries: list[LogEntry]) -> dict[str, LogEntry]:
     """The highest attempt logged for each job id."""
-    latest: dict[str, LogEntry] = {}
-    for entry in entries:
-        if entry.job_id and entry.attempt >= getattr(latest.get(entry.job_id), "attempt", 0):
-            latest[entry.job_id] = entry
-    return latest
+    with_ids = (entry for entry in entries if entry.job_id)
+    latest = _latest_by(with_ids, job=lambda e: str(e.job_id), attempt=lambda e: e.attempt)
+    return {job_id: entry for job_id, (entry, _) in latest.items()}
 
 
 def pending_jobs(root_id: str, entries: list[LogEntry], max_attempts: int) -> list[str]:

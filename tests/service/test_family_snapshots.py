@@ -5,7 +5,7 @@ from typing import Any
 
 from service import queries
 from service.config import Settings
-from service.executors import Aggregate, AsyncExecutor, Find, Operation, Record, UpdateOne
+from service.executors import AsyncExecutor, Find, Operation, Record, UpdateOne
 from service.logbook import touch_family
 from service.store import FAMILIES, LOGS
 from tests.dashboard.hostile import seed_family
@@ -24,8 +24,7 @@ class Recording(AsyncExecutor):
         self.sent: list[str] = []
 
     async def _execute(self, operation: Operation) -> list[Record]:
-        entries = isinstance(operation, Find | Aggregate) and operation.collection == LOGS
-        if entries and "parentJobId" in repr(operation):
+        if isinstance(operation, Find) and "parentJobId" in operation.filter:
             self.sent.append(ENTRIES)
         else:
             self.sent.append(type(operation).__name__)
